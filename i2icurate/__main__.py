@@ -1,0 +1,3 @@
+from i2icurate.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""The single source of options: every CLI flag and Python-API keyword is declared here once.
+
+Each command owns a table of `Option`s. Presets are named override sets applied before explicit values, so
+`--preset tiny --iters 50` means "the tiny preset, but 50 iterations". The CLI turns every option into a flag with
+the same name (underscores become dashes); the Python API takes the same names as keywords.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from i2icurate.errors import UserError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name (a Python identifier), default, help text and the values it accepts."""
+
+    name: str
+    default: Any
+    help: str
+    type: type = str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def _opts(*options: Option) -> dict[str, Option]:
+    return {o.name: o for o in options}
+
+
+# Options shared by every training command: where runs go and how the hardware is used.
+RUN_OPTIONS = (
+    Option("project", "runs", "Folder that holds run folders (runs/<command>/<name>N/)."),
+    Option("name", "exp", "Run name; a number is appended so earlier runs are never overwritten."),
+    Option("seed", 0, "Random seed (weights, sampling, augmentation).", int, 0),
+    Option("device", "auto", "Device: auto (cuda if available), cpu, cuda or cuda:N."),
+    Option("precision", "auto", "auto = bf16 autocast on CUDA and fp32 on CPU.", str, choices=("auto", "fp32", "bf16")),
+    Option("workers", 0, "Processes decoding images (0 = one per CPU core, at most 8).", int, 0, 64),
+    Option("log_every", 50, "Write scalars to TensorBoard and stats.jsonl every N iterations.", int, 1),
+    Option("sample_every", 1000, "Write image grids to TensorBoard every N iterations.", int, 1),
+    Option("ckpt_every", 1000, "Save last.pt every N iterations (also on Ctrl-C and at the end).", int, 1),
+)
+
+# Options that control how the input folder is read.
+INPUT_OPTIONS = (
+    Option("max_pixels", 100_000_000, "Skip images with more pixels than this (decompression-bomb guard).", int, 1),
+    Option(
+        "eval_labels",
+        "",
+        "Score clusters against labels: 'folders' (parent folder name) or a CSV with path,label columns.",
+    ),
+)
+
+DISCOVER = _opts(
+    Option("k", 10, "Number of pseudo-domains (clusters).", int, 2, 1000),
+    Option("img_size", 128, "Training image size in pixels (square).", int, 32, 256),
+    Option("batch_size", 32, "Images per iteration.", int, 2, 4096),
+    Option("iters", 200_000, "Training iterations.", int, 1),
+    Option("warmup_frac", 0.325, "Fraction of iterations that train the guiding network alone (65k of 200k).", float, 0.0, 1.0),
+    Option("ema_g_delay", 0.005, "Start the generator EMA this fraction of iterations after the warm-up.", float, 0.0, 1.0),
+    Option("style_dim", 128, "Style-code size.", int, 2, 2048),
+    Option("e_width", 64, "Guiding network base width (VGG-11 plan 64..512 scaled by width/64).", int, 4, 512),
+    Option("g_width", 0, "Generator base width (0 = 64 below 256 px, 32 at 256 px).", int, 0, 512),
+    Option("d_width", 0, "Discriminator base width (0 = 64 below 256 px, 32 at 256 px).", int, 0, 512),
+    Option("d_max_width", 1024, "Discriminator channel cap.", int, 8, 4096),
+    Option("mlp_width", 256, "Width of the style MLP that produces AdaIN parameters.", int, 8, 4096),
+    Option("queue_size", 1024, "Style-contrastive (MoCo) queue length.", int, 1),
+    Option("temperature", 0.07, "Style-contrastive temperature.", float, 1e-4, 10.0),
+    Option("w_iic", 5.0, "Weight of the IIC mutual-information loss.", float, 0.0),
+    Option("w_moco", 1.0, "Weight of the guiding network's style-contrastive loss.", float, 0.0),
+    Option("e_scale_gan", 0.1, "Scale of the guiding network's own loss once the GAN phase starts.", float, 0.0),
+    Option("w_adv", 1.0, "Adversarial weight for the generator.", float, 0.0),
+    Option("w_rec", 0.1, "L1 reconstruction weight.", float, 0.0),
+    Option("w_sty", 0.01, "Generator style-contrastive weight.", float, 0.0),
+    Option("w_r1", 10.0, "R1 penalty weight on real images.", float, 0.0),
+    Option("w_sup", 1.0, "Cross-entropy weight on labelled images (semi-supervised runs).", float, 0.0),
+    Option("lr_e", 1e-4, "Guiding network learning rate (Adam).", float, 0.0),
+    Option("wd_e", 1e-3, "Guiding network weight decay.", float, 0.0),
+    Option("lr_g", 1e-4, "Generator learning rate (RMSprop).", float, 0.0),
+    Option("lr_d", 1e-4, "Discriminator learning rate (RMSprop).", float, 0.0),
+    Option("wd_gd", 1e-4, "Generator and discriminator weight decay.", float, 0.0),
+    Option("ema_beta", 0.999, "EMA decay of the guiding network and generator copies.", float, 0.0, 1.0),
+    *RUN_OPTIONS,
+    *INPUT_OPTIONS,
+)
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "discover": {
+        # The reference schedule and sizes (TUNIT, AnimalFaces-10): about 25 h on one H100.
+        "full": {},
+        # Small networks at 32 px: a meaningful CPU demo in minutes.
+        "tiny": {
+            "img_size": 32,
+            "batch_size": 32,
+            "iters": 1500,
+            "warmup_frac": 0.6,
+            "ema_g_delay": 0.01,
+            "style_dim": 32,
+            "e_width": 16,
+            "g_width": 16,
+            "d_width": 16,
+            "d_max_width": 128,
+            "mlp_width": 64,
+            "queue_size": 256,
+            "lr_e": 3e-4,
+            "log_every": 25,
+            "sample_every": 250,
+            "ckpt_every": 250,
+        },
+    },
+}
+
+TABLES: dict[str, dict[str, Option]] = {"discover": DISCOVER}
+
+
+def _check(option: Option, value: Any) -> Any:
+    """Coerce a value to the option's type and check its range; raise UserError with the option's name."""
+    flag = "--" + option.name.replace("_", "-")
+    try:
+        value = option.type(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag}: expected {option.type.__name__}, got {value!r}") from None
+    if option.choices is not None and value not in option.choices:
+        raise UserError(f"{flag}: {value!r} is not one of {', '.join(option.choices)}")
+    if option.min is not None and value < option.min:
+        raise UserError(f"{flag}: {value} is below the minimum {option.min:g}")
+    if option.max is not None and value > option.max:
+        raise UserError(f"{flag}: {value} is above the maximum {option.max:g}")
+    return value
+
+
+def resolve(command: str, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Defaults, then the preset, then explicit overrides (None means 'not given'); unknown keys get a did-you-mean."""
+    table = TABLES[command]
+    presets = PRESETS.get(command, {})
+    if preset is not None and preset not in presets:
+        raise UserError(f"unknown preset {preset!r} for {command}; choose from {', '.join(presets)}")
+    values = {name: opt.default for name, opt in table.items()}
+    values.update(presets.get(preset or "", {}))
+    for key, value in overrides.items():
+        if key not in table:
+            close = difflib.get_close_matches(key, table, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown option '{key}' for {command}{hint}")
+        if value is not None:
+            values[key] = value
+    return {name: _check(table[name], value) for name, value in values.items()}

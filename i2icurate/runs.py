@@ -1,0 +1,126 @@
+"""Run folders and atomic file writes.
+
+A run folder is `<project>/<command>/<name>N/`; N grows so an earlier run is never overwritten. Every file the tool
+writes goes through a temporary file in the same folder and `os.replace`, so a kill never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from i2icurate.errors import UserError
+
+CONFIG_FILE = "config.json"
+
+
+def new_run_dir(project: str | Path, command: str, name: str) -> Path:
+    """Create and return the next free `<project>/<command>/<name>N` folder (N = 1, 2, ...)."""
+    parent = Path(project) / command
+    parent.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(name)}(\d+)$")
+    taken = [int(m.group(1)) for p in parent.iterdir() if (m := pattern.match(p.name))]
+    number = max(taken, default=0) + 1
+    while True:
+        run = parent / f"{name}{number}"
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:  # another process took it between the listing and mkdir
+            number += 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write text (UTF-8) atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically, indented for people."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV file atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Read a CSV file with a header into a list of dicts."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save a NumPy array atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (a line is written in one call, so a kill loses at most that line)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def open_run(path: str | Path) -> Path:
+    """Return an existing run folder, or raise a one-line error saying what is missing."""
+    run = Path(path)
+    if not run.is_dir():
+        raise UserError(f"run folder not found: {run}")
+    if not (run / CONFIG_FILE).is_file():
+        raise UserError(f"{run} is not an i2icurate run folder (no {CONFIG_FILE})")
+    return run
+
+
+def latest_run(project: str | Path, command: str) -> Path:
+    """The most recently modified run folder of a command, for commands whose RUN argument is optional."""
+    parent = Path(project) / command
+    runs = [p for p in parent.glob("*") if (p / CONFIG_FILE).is_file()] if parent.is_dir() else []
+    if not runs:
+        raise UserError(f"no {command} run found under {parent}; pass a run folder")
+    return max(runs, key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
