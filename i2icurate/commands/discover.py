@@ -1,0 +1,147 @@
+"""`i2icurate discover`: scan a folder, decode it once, train TUNIT, and export clusters, embeddings and pictures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from i2icurate import __version__
+from i2icurate.config import resolve
+from i2icurate.data.cache import CacheResult, build_cache, load_cache
+from i2icurate.data.scan import scan_folder
+from i2icurate.engines.checkpoint import LAST, load_checkpoint
+from i2icurate.engines.loop import Interrupted, run_loop
+from i2icurate.engines.tunit import TunitTrainer
+from i2icurate.errors import UserError
+from i2icurate.export.pipeline import IMAGES_CSV, export_run
+from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_json, write_csv, write_json
+
+META_KEYS = ("command", "source", "preset", "version", "created", "resumed")
+
+
+def default_workers(workers: int) -> int:
+    """0 means one decoding process per CPU core, at most 8."""
+    return workers if workers > 0 else min(8, os.cpu_count() or 1)
+
+
+def check_source(source: str | Path, project: str | Path) -> Path:
+    """The image folder as an absolute path; refuse a run folder that would land inside it."""
+    root = Path(source).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {source}" if not root.exists() else f"not a folder: {source}")
+    runs = Path(project).expanduser().resolve()
+    if runs == root or root in runs.parents:
+        raise UserError(f"--project {project} is inside the image folder {root}; choose a run location outside it")
+    return root
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console) -> CacheResult:
+    """Scan and decode the folder into the run's cache; write images.csv and skipped.csv; report on screen."""
+    scan = scan_folder(root)
+    with _progress(console) as progress:
+        task = progress.add_task("decoding images", total=len(scan.files))
+        cache = build_cache(
+            root, scan.files, cfg["img_size"], run / "cache", default_workers(cfg["workers"]), cfg["max_pixels"],
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    skipped = scan.skipped + cache.skipped
+    write_csv(run / "skipped.csv", ["path", "reason"], ((s.path, s.reason) for s in skipped))
+    write_csv(
+        run / IMAGES_CSV,
+        ["index", "path", "sha1", "width", "height", "duplicate_of"],
+        ([i, p, h, w_h[0], w_h[1], d] for i, (p, h, w_h, d) in
+         enumerate(zip(cache.paths, cache.hashes, cache.sizes, cache.duplicate_of, strict=True))),
+    )
+    duplicates = sum(1 for d in cache.duplicate_of if d)
+    console.print(
+        f"[bold]{len(cache.paths)}[/] images from {root}"
+        + (f", [yellow]{len(skipped)} skipped[/] (reasons in {run / 'skipped.csv'})" if skipped else "")
+        + (f", [yellow]{duplicates} exact duplicates[/] (duplicate_of in images.csv)" if duplicates else "")
+    )
+    for s in skipped[:5]:
+        console.print(f"  skipped {s.path}: {s.reason}", highlight=False)
+    if len(skipped) > 5:
+        console.print(f"  ... and {len(skipped) - 5} more")
+    if len(cache.paths) < 2:
+        raise UserError(f"only {len(cache.paths)} readable image(s) in {root}; discover needs at least 2")
+    return cache
+
+
+def _start_run(source: str | Path, preset: str | None, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    cfg = resolve("discover", preset, **options)
+    root = check_source(source, cfg["project"])
+    run = new_run_dir(cfg["project"], "discover", cfg["name"])
+    meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,
+            "created": dt.datetime.now().isoformat(timespec="seconds"), "resumed": []}
+    cfg = {**meta, **cfg}
+    write_json(run / CONFIG_FILE, cfg)
+    return run, cfg
+
+
+def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:
+        raise UserError(f"--resume continues a run with its saved options; drop {', '.join('--' + g for g in given)}")
+    run = open_run(resume)
+    cfg = read_json(run / CONFIG_FILE)
+    cfg["resumed"] = [*cfg.get("resumed", []), dt.datetime.now().isoformat(timespec="seconds")]
+    write_json(run / CONFIG_FILE, cfg)
+    return run, cfg
+
+
+def discover(
+    source: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    resume: str | Path | None = None,
+    console: Console | None = None,
+    **options: Any,
+) -> Path:
+    """Train TUNIT on an image folder (or continue a run with `resume`) and export its results; returns the run."""
+    console = console or Console()
+    if resume is not None:
+        run, cfg = _resume_run(resume, options)
+    elif source is None:
+        raise UserError("give an image folder (or --resume RUN)")
+    else:
+        run, cfg = _start_run(source, preset, options)
+    console.print(f"run folder: [bold]{run}[/]")
+
+    cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
+    if cached and resume is not None:
+        images = load_cache(run / "cache", cfg["img_size"])
+    else:
+        images = load_cache(prepare_images(Path(cfg["source"]), run, cfg, console).array_path.parent, cfg["img_size"])
+    if cfg["batch_size"] > len(images):
+        console.print(f"[yellow]batch size {cfg['batch_size']} > {len(images)} images: using {len(images)}[/]")
+        cfg["batch_size"] = len(images)
+        write_json(run / CONFIG_FILE, cfg)
+
+    trainer = TunitTrainer(cfg, images)
+    if (run / LAST).is_file():
+        trainer.load_state_dict(load_checkpoint(run / LAST))
+        console.print(f"resuming from iteration {trainer.step_count}")
+    console.print(
+        f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
+        f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"
+        + (" with bf16 autocast" if trainer.amp_dtype is not None else "")
+    )
+    try:
+        run_loop(trainer, run, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"], console,
+                 description="discover")
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; continue with `i2icurate discover --resume {run}`") from None
+    export_run(run, console)
+    return run

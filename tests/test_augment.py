@@ -1,0 +1,54 @@
+"""Per-sample augmentation of real images: ranges, determinism and that the two views really differ."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2icurate.data.augment import AugmentSpec, colour_jitter, from_signed_u8, positive_pair, random_affine, to_unit
+
+
+def _batch(folder, n=8, size=32):
+    paths = sorted(folder.rglob("*.png"))[:: max(1, 200 // n)][:n]
+    arrays = [np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in paths]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def test_positive_pair_shapes_ranges_and_determinism(animal_folder):
+    u8 = _batch(animal_folder)
+    x1, a1 = positive_pair(u8, torch.Generator().manual_seed(3))
+    x2, a2 = positive_pair(u8, torch.Generator().manual_seed(3))
+    assert x1.shape == a1.shape == (8, 3, 32, 32)
+    assert torch.equal(x1, x2) and torch.equal(a1, a2)
+    for t in (x1, a1):
+        assert t.min() >= -1 and t.max() <= 1
+    # x is the image or its mirror; x+ is a genuinely different view
+    src = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+    for i in range(8):
+        assert torch.allclose(x1[i], src[i], atol=1e-5) or torch.allclose(x1[i], src[i].flip(-1), atol=1e-5)
+    assert (a1 - x1).abs().mean() > 0.05
+
+
+def test_identity_ranges_leave_images_unchanged(animal_folder):
+    unit = to_unit(_batch(animal_folder))
+    none = AugmentSpec(degrees=0, translate=0, shear=0, scale=(1, 1), ratio=(1, 1), brightness=0, contrast=0,
+                       saturation=0, hue=0)
+    gen = torch.Generator().manual_seed(0)
+    out = colour_jitter(unit, gen, none)
+    assert torch.allclose(out, unit, atol=1e-5)
+    moved = random_affine(unit, gen, none)
+    # only a possible horizontal flip remains
+    for i in range(len(unit)):
+        assert torch.allclose(moved[i], unit[i], atol=1e-4) or torch.allclose(moved[i], unit[i].flip(-1), atol=1e-4)
+
+
+def test_views_differ_per_sample(animal_folder):
+    u8 = _batch(animal_folder)[:1].repeat(6, 1, 1, 1)  # one image six times
+    _, aug = positive_pair(u8, torch.Generator().manual_seed(1))
+    diffs = [(aug[0] - aug[i]).abs().mean().item() for i in range(1, 6)]
+    assert min(diffs) > 1e-3  # each copy drew its own parameters
+
+
+def test_u8_round_trip(animal_folder):
+    u8 = _batch(animal_folder)
+    signed = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert torch.equal(from_signed_u8(signed), u8)

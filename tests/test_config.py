@@ -1,0 +1,29 @@
+"""The options table: presets, overrides, range checks and did-you-mean errors."""
+
+import pytest
+
+from i2icurate.config import DISCOVER, resolve
+from i2icurate.errors import UserError
+
+
+def test_defaults_are_the_reference_schedule():
+    cfg = resolve("discover")
+    assert (cfg["k"], cfg["img_size"], cfg["batch_size"], cfg["iters"], cfg["style_dim"]) == (10, 128, 32, 200_000, 128)
+    assert cfg["warmup_frac"] * cfg["iters"] == pytest.approx(65_000)
+
+
+def test_preset_then_explicit_override():
+    cfg = resolve("discover", "tiny", iters=50, k=None)
+    assert cfg["img_size"] == 32 and cfg["iters"] == 50 and cfg["k"] == DISCOVER["k"].default
+
+
+def test_unknown_option_suggests_the_close_name():
+    with pytest.raises(UserError, match="did you mean 'img_size'"):
+        resolve("discover", img_sz=64)
+
+
+def test_out_of_range_value_names_the_flag():
+    with pytest.raises(UserError, match="--img-size: 512 is above the maximum 256"):
+        resolve("discover", img_size=512)
+    with pytest.raises(UserError, match="unknown preset"):
+        resolve("discover", "huge")
