@@ -10,10 +10,11 @@ from i2icurate.errors import UserError
 
 
 def folder_labels(paths: Sequence[str]) -> list[str]:
-    """The parent folder name of each relative path, e.g. "cat/0001.png" -> "cat"."""
+    """The top-level class folder of each relative path: "cat/0001.png" and "cat/2020/0002.png" -> "cat"."""
     labels = []
     for path in paths:
-        label = PurePosixPath(path).parent.name
+        parts = PurePosixPath(path).parts
+        label = parts[0] if len(parts) > 1 else ""
         if not label:
             raise UserError(f"folder labels need class sub-folders, but {path} is directly in the scanned folder")
         labels.append(label)
