@@ -29,11 +29,11 @@ def _click_type(option: Option) -> Any:
     return option.type
 
 
-def table_options(command: str) -> Callable[[Callable], Callable]:
-    """Decorate a click command with one flag per option of `command`'s table (default None = 'not given')."""
+def table_options(options: list[Option]) -> Callable[[Callable], Callable]:
+    """Decorate a click command with one flag per option (default None = 'not given', so presets can apply)."""
 
     def decorate(func: Callable) -> Callable:
-        for option in reversed(list(TABLES[command].values())):
+        for option in reversed(options):
             names = ["--" + option.name.replace("_", "-")]
             if option.name in SHORT_FLAGS:
                 names.insert(0, SHORT_FLAGS[option.name])
@@ -57,7 +57,7 @@ def cli() -> None:
 @click.option("--preset", type=click.Choice(sorted(PRESETS["discover"])), default=None,
               help="Named option set: 'tiny' (small networks at 32 px, a CPU demo in minutes) or 'full' (reference).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue an interrupted run folder exactly.")
-@table_options("discover")
+@table_options(list(TABLES["discover"].values()))
 def discover_cmd(source: str | None, preset: str | None, resume: str | None, **options: Any) -> None:
     """Train TUNIT on the images under SOURCE and assign each one a pseudo-domain, confidence and style code."""
     from i2icurate.commands.discover import discover
@@ -74,6 +74,42 @@ def export_cmd(run: str | None, project: str, eval_labels: str | None) -> None:
     from i2icurate.commands.export import export
 
     export(run, project=project, eval_labels=eval_labels, console=Console())
+
+
+def _translate_options() -> list[Option]:
+    from i2icurate.commands.translate import model_options
+
+    merged = dict(TABLES["translate"])
+    for name, opts in model_options().items():
+        for key, opt in opts.items():
+            merged.setdefault(key, Option(opt.name, opt.default, f"({name}) {opt.help}", opt.type, opt.min, opt.max,
+                                          opt.choices))
+    return list(merged.values())
+
+
+def _translator_names() -> list[str]:
+    from i2icurate.translators.base import available
+
+    return available()
+
+
+@cli.command("translate")
+@click.option("--from", "from_", default=None, help="Source cluster id (domain A), e.g. 3 or cluster_3.")
+@click.option("--to", default=None, help="Target cluster id (domain B).")
+@click.option("--run", default=None, type=click.Path(), help="Discover run folder (default: the newest).")
+@click.option("--model", type=click.Choice(_translator_names()), default="tunit", show_default=True,
+              help="tunit: instant, the discover run's generator; ugatit / srunit: trained on the two clusters.")
+@click.option("--input", "input_dir", default=None, type=click.Path(), help="Translate this folder instead of A.")
+@click.option("--out", default=None, type=click.Path(), help="Output folder (default: <run>/outputs).")
+@click.option("--eval", "evaluate", is_flag=True, help="Print FID/KID of the outputs against domain B.")
+@click.option("--preset", default=None, help="Model preset: 'tiny' (CPU-sized) or 'full' (the paper's).")
+@click.option("--resume", type=click.Path(), default=None, help="Continue an interrupted translate run.")
+@table_options(_translate_options())
+def translate_cmd(**kwargs: Any) -> None:
+    """Translate the images of one cluster (or --input) into the style of another cluster."""
+    from i2icurate.commands.translate import translate
+
+    translate(console=Console(), **kwargs)
 
 
 @cli.command("demo")

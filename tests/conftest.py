@@ -22,3 +22,19 @@ def animal_folder(tmp_path_factory) -> Path:
 def mnist_folder(tmp_path_factory) -> Path:
     """20 real MNIST digits per class in class-named folders (200 PNGs)."""
     return write_demo_images(tmp_path_factory.mktemp("mnist"), "mnist-5k", per_class=20)
+
+
+# Toy discover settings: the tiny networks, a handful of iterations, the GAN phase starting half-way.
+TOY_DISCOVER = {"preset": "tiny", "batch_size": 16, "warmup_frac": 0.5, "ema_g_delay": 0.1, "workers": 1,
+                "log_every": 2, "sample_every": 4, "ckpt_every": 5, "ema_beta": 0.9}
+
+
+@pytest.fixture(scope="session")
+def toy_discover_run(animal_folder, tmp_path_factory) -> Path:
+    """A finished 12-iteration discover run on the 200 real animal images (shared, treat as read-only)."""
+    from rich.console import Console
+
+    from i2icurate.commands.discover import discover
+
+    project = tmp_path_factory.mktemp("shared_runs")
+    return discover(animal_folder, iters=12, project=str(project), console=Console(quiet=True), **TOY_DISCOVER)

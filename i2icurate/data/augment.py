@@ -126,3 +126,23 @@ def positive_pair(images_u8: Tensor, gen: torch.Generator, spec: AugmentSpec | N
     x = random_flip(unit, gen)
     x_aug = colour_jitter(random_affine(unit, gen, spec), gen, spec)
     return to_signed(x), to_signed(x_aug)
+
+
+def flip_and_crop(images_u8: Tensor, gen: torch.Generator, jitter: float = 30 / 256) -> Tensor:
+    """Unpaired-translation augmentation of a uint8 batch: random flip, then enlarge by up to `jitter` and crop back.
+
+    The per-sample equivalent of the reference Resize(S + 30) + RandomCrop(S) + RandomHorizontalFlip; returns
+    (B, 3, S, S) in [-1, 1].
+    """
+    unit = random_flip(to_unit(images_u8), gen)
+    if jitter <= 0:
+        return to_signed(unit)
+    b, device = unit.shape[0], unit.device
+    zoom = 1.0 + jitter  # the enlarged image is cropped back to S: a window of S / (S * zoom) in the sampled frame
+    shift = (zoom - 1.0) / zoom
+    theta = torch.zeros(b, 2, 3, device=device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+    theta[:, 0, 2] = _uniform(gen, b, -shift, shift, device)
+    theta[:, 1, 2] = _uniform(gen, b, -shift, shift, device)
+    grid = F.affine_grid(theta, list(unit.shape), align_corners=False)
+    return to_signed(F.grid_sample(unit, grid, mode="bilinear", padding_mode="border", align_corners=False))

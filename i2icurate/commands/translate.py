@@ -1,0 +1,189 @@
+"""`i2icurate translate --from A --to B`: turn images of one discovered domain into the style of another.
+
+Domain A and B are clusters of a discover run (human labels from `sync` win over pseudo labels). The chosen model
+trains on the two domains in its own run folder `runs/translate/<name>N/` (TUNIT needs no training), then every
+domain-A image, or every image under --input, is translated and written under the output folder with its source's
+relative path as a PNG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+
+from i2icurate import __version__
+from i2icurate.commands.discover import check_source, default_workers
+from i2icurate.config import TRANSLATE, resolve_table
+from i2icurate.data.augment import from_signed_u8
+from i2icurate.data.cache import build_cache, load_cache
+from i2icurate.data.domains import domain_paths, parse_cluster
+from i2icurate.data.scan import scan_folder
+from i2icurate.engines.checkpoint import LAST, load_checkpoint
+from i2icurate.engines.loop import Interrupted, run_loop
+from i2icurate.engines.tunit import resolve_device
+from i2icurate.errors import UserError
+from i2icurate.export.visuals import translation_grid
+from i2icurate.runs import (
+    CONFIG_FILE,
+    atomic_path,
+    latest_run,
+    new_run_dir,
+    open_run,
+    read_csv,
+    read_json,
+    write_csv,
+    write_json,
+)
+from i2icurate.translators import base
+
+GRID_ROWS = 8
+
+
+def model_options() -> dict[str, dict[str, Any]]:
+    """Every translator's own options, by model name (for the CLI flags and for 'belongs to' errors)."""
+    return {name: {o.name: o for o in base.load(name).OPTIONS} for name in base.available()}
+
+
+def resolve_translate(model: str, preset: str | None, overrides: dict[str, Any],
+                      run_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Shared translate options + the model's own; model defaults, then the preset, then explicit values."""
+    module = base.load(model)
+    table = {**TRANSLATE, **{o.name: o for o in module.OPTIONS}}
+    owners = {name: m for m, opts in model_options().items() for name in opts if name not in table}
+    defaults = dict(module.DEFAULTS)
+    if run_cfg is not None and hasattr(module, "defaults_from_run"):
+        defaults.update(module.defaults_from_run(run_cfg))
+    return resolve_table(model, table, module.PRESETS, preset, overrides, defaults, owners)
+
+
+def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg: dict,
+                  console: Console) -> tuple[np.ndarray, list[str]]:
+    """Decode `paths` under `root` once into a uint8 cache at `size`; returns it with the paths that decoded."""
+    with console.status(f"decoding {len(paths)} images into {cache_dir.name}"):
+        result = build_cache(root, paths, size, cache_dir, default_workers(cfg["workers"]), cfg["max_pixels"])
+    for skip in result.skipped:
+        console.print(f"  skipped {skip.path}: {skip.reason}", highlight=False)
+    return load_cache(cache_dir, size), result.paths
+
+
+def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
+           preset: str | None, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    project = options.get("project") or TRANSLATE["project"].default
+    discover_run = open_run(run) if run is not None else latest_run(project, "discover")
+    run_cfg = read_json(discover_run / CONFIG_FILE)
+    cfg = resolve_translate(model, preset, options, run_cfg)
+    a, b = parse_cluster(from_), parse_cluster(to)
+    if a == b:
+        raise UserError(f"--from and --to are the same cluster ({a})")
+    paths_a = domain_paths(discover_run, a, run_cfg["k"], cfg["min_confidence"])
+    paths_b = domain_paths(discover_run, b, run_cfg["k"], cfg["min_confidence"])
+    source = Path(run_cfg["source"])
+    if input_dir is not None:
+        check_source(input_dir, cfg["project"])
+    folder = new_run_dir(cfg["project"], "translate", cfg["name"])
+    out_dir = Path(out).expanduser().resolve() if out else (folder / "outputs").resolve()
+    for protected in {source, Path(input_dir).resolve() if input_dir else source}:
+        if out_dir == protected or protected in out_dir.parents:
+            folder.rmdir()
+            raise UserError(f"--out {out_dir} is inside the input folder {protected}; outputs never go there")
+    meta = {"command": "translate", "model": model, "preset": preset, "from": a, "to": b,
+            "discover_run": str(discover_run.resolve()), "source": str(source), "input": input_dir,
+            "out": str(out_dir), "version": __version__, "created": dt.datetime.now().isoformat(timespec="seconds"),
+            "domain_a_images": len(paths_a), "domain_b_images": len(paths_b)}
+    cfg = {**meta, **cfg}
+    write_json(folder / CONFIG_FILE, cfg)
+    write_csv(folder / "domains.csv", ["path", "domain"], [(p, "A") for p in paths_a] + [(p, "B") for p in paths_b])
+    return folder, cfg
+
+
+def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], out_dir: Path, device: torch.device,
+                   batch_size: int = 32) -> np.ndarray:
+    """Translate every image, write `<out>/<relative path>.png` atomically; return a few outputs for the grid."""
+    shown = []
+    for start in range(0, len(images), batch_size):
+        u8 = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+        x = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+        result = from_signed_u8(translator.translate(x)).cpu().numpy()
+        for rel, arr in zip(rel_paths[start : start + batch_size], result, strict=True):
+            target = out_dir / PurePosixPath(rel).with_suffix(".png")
+            with atomic_path(target) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+        if len(shown) < GRID_ROWS:
+            shown.extend(result[: GRID_ROWS - len(shown)])
+    return np.stack(shown)
+
+
+def translate(
+    from_: str | int | None = None,
+    to: str | int | None = None,
+    *,
+    run: str | Path | None = None,
+    model: str = "tunit",
+    input_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    evaluate: bool = False,
+    preset: str | None = None,
+    resume: str | Path | None = None,
+    console: Console | None = None,
+    **options: Any,
+) -> Path:
+    """Train (unless the model is TUNIT) and translate domain A (or `input_dir`) to domain B; returns the run."""
+    console = console or Console()
+    if resume is not None:
+        given = sorted(k for k, v in options.items() if v is not None)
+        if given:
+            raise UserError(f"--resume continues with the saved options; drop {', '.join('--' + g for g in given)}")
+        folder = open_run(resume)
+        cfg = read_json(folder / CONFIG_FILE)
+    else:
+        if from_ is None or to is None:
+            raise UserError("give --from and --to (cluster ids of the discover run), or --resume RUN")
+        folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
+                             None if input_dir is None else str(input_dir), None if out is None else str(out),
+                             preset, options)
+    module = base.load(cfg["model"])
+    console.print(f"run folder: [bold]{folder}[/]  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
+                  f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
+    source = Path(cfg["source"])
+    domains: dict[str, list[str]] = {"A": [], "B": []}
+    for row in read_csv(folder / "domains.csv"):
+        domains[row["domain"]].append(row["path"])
+    size = cfg["img_size"]
+    domain_a, paths_a = _cache_domain(source, domains["A"], size, folder / "cache_a", cfg, console)
+    domain_b, _ = _cache_domain(source, domains["B"], size, folder / "cache_b", cfg, console)
+    device = resolve_device(cfg["device"])
+    torch.manual_seed(cfg["seed"])
+    translator = module.Translator(cfg, domain_a, domain_b, device)
+    if (folder / LAST).is_file():
+        translator.load_state_dict(load_checkpoint(folder / LAST))
+        console.print(f"resuming from iteration {translator.step_count}")
+    if module.TRAINS:
+        try:
+            run_loop(translator, folder, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"],
+                     console, description=cfg["model"])
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}; continue with `i2icurate translate --resume {folder}`") from None
+
+    if cfg.get("input"):
+        in_root = Path(cfg["input"]).resolve()
+        images, rel_paths = _cache_domain(in_root, scan_folder(in_root).files, size, folder / "cache_input", cfg,
+                                          console)
+    else:
+        images, rel_paths = domain_a, paths_a
+    out_dir = Path(cfg["out"])
+    with console.status(f"translating {len(images)} images"):
+        shown = _write_outputs(translator, images, rel_paths, out_dir, device)
+    n = len(shown)
+    translation_grid(np.array(images[:n]), shown[:, None], folder / "grid.png", ["source", f"cluster {cfg['to']}"])
+    console.print(f"wrote {len(images)} translated images to [bold]{out_dir}[/], side by side in {folder / 'grid.png'}")
+    if evaluate:
+        from i2icurate.metrics.translation import evaluate_outputs
+
+        evaluate_outputs(folder, out_dir, rel_paths, domain_b, size, device, console)
+    return folder

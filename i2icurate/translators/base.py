@@ -1,0 +1,41 @@
+"""The contract every translator module follows, and how modules are found by name.
+
+A translator module `i2icurate/translators/<name>.py` defines:
+- `OPTIONS`: a tuple of `config.Option` that only this model takes (e.g. U-GAT-IT's `light`);
+- `DEFAULTS`: overrides of the shared translate defaults (e.g. its own learning rate);
+- `PRESETS`: named override sets, at least `tiny` (CPU-sized, for tests) and `full` (the paper's sizes);
+- optionally `defaults_from_run(discover_config) -> dict`: defaults that depend on the discover run;
+- `TRAINS`: False for a model used as-is (TUNIT's generator), True for one trained on the two domains;
+- `Translator`: a class with
+    `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device)` where the domains
+        are (N, S, S, 3) uint8 arrays (or memmaps),
+    `step_count: int`, `step(i) -> dict[str, float]` (one training iteration; scalar names `loss/...`),
+    `state_dict()` / `load_state_dict(state)` (networks, EMA copies, optimisers, schedulers, samplers, RNGs, step),
+    `samples() -> dict[str, Tensor]` ((3, H, W) grids in [0, 1] for TensorBoard),
+    `translate(x: Tensor) -> Tensor` ((B, 3, S, S) in [-1, 1] from domain A to domain B, no grad, eval mode).
+Adding a model means adding a module; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+from i2icurate.errors import UserError
+
+_SKIP = {"base"}
+
+
+def available() -> list[str]:
+    """Names of the translator modules in this package."""
+    import i2icurate.translators as package
+
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in _SKIP)
+
+
+def load(name: str) -> ModuleType:
+    """Import the translator module `name`, with a one-line error for an unknown one."""
+    if name not in available():
+        raise UserError(f"unknown model {name!r}; choose from {', '.join(available())}")
+    return importlib.import_module(f"i2icurate.translators.{name}")
