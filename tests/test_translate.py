@@ -99,3 +99,35 @@ def test_out_inside_the_image_folder_is_refused(toy_discover_run, animal_folder,
                                    "--out", str(animal_folder / "translated"), "--project", str(tmp_path / "r")))
     assert "inside the input folder" in message
     assert not (animal_folder / "translated").exists()
+
+
+def test_trained_models_run_through_the_command_and_resume(toy_discover_run, tmp_path):
+    import json
+
+    import pytest
+    import torch
+
+    a, b, n_a = _two_clusters(toy_discover_run)
+    for model in ("ugatit", "srunit"):
+        run = translate(a, b, run=toy_discover_run, model=model, preset="tiny", iters=4, batch_size=2, log_every=1,
+                        ckpt_every=2, sample_every=2, project=str(tmp_path / model), console=Console(quiet=True))
+        state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+        assert state["step"] == 4
+        assert len(list((run / "outputs").rglob("*.png"))) == n_a
+        stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+        assert [s["step"] for s in stats] == [1, 2, 3, 4]
+        assert all(np.isfinite(v) for s in stats for v in s.values())
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["model"] == model and cfg["img_size"] == 32 and cfg["from"] == a and cfg["to"] == b
+    with pytest.raises(Exception, match="is an option of srunit, not ugatit"):
+        translate(a, b, run=toy_discover_run, model="ugatit", preset="tiny", reg=0.1, project=str(tmp_path / "x"))
+
+
+def test_eval_prints_fid_and_kid(toy_discover_run, tmp_path):
+    import json
+
+    a, b, _ = _two_clusters(toy_discover_run)
+    run = translate(a, b, run=toy_discover_run, model="tunit", evaluate=True, project=str(tmp_path / "runs"),
+                    console=Console(quiet=True))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["fid"] > 0 and np.isfinite(metrics["kid"]) and metrics["n_b"] > 0
