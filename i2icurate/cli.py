@@ -17,7 +17,7 @@ from i2icurate.config import PRESETS, TABLES, Option
 from i2icurate.data.demo import DATASETS
 from i2icurate.errors import UserError
 
-SHORT_FLAGS = {"k": "-k"}
+EXTRA_FLAGS = {"k": "-k", "from_run": "--from"}
 
 
 def _click_type(option: Option) -> Any:
@@ -35,8 +35,8 @@ def table_options(options: list[Option]) -> Callable[[Callable], Callable]:
     def decorate(func: Callable) -> Callable:
         for option in reversed(options):
             names = ["--" + option.name.replace("_", "-")]
-            if option.name in SHORT_FLAGS:
-                names.insert(0, SHORT_FLAGS[option.name])
+            if option.name in EXTRA_FLAGS:
+                names.insert(0, EXTRA_FLAGS[option.name])
             func = click.option(
                 *names, option.name, type=_click_type(option), default=None,
                 help=f"{option.help} [default: {option.default}]",

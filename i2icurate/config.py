@@ -86,6 +86,9 @@ DISCOVER = _opts(
     Option("lr_d", 1e-4, "Discriminator learning rate (RMSprop).", float, 0.0),
     Option("wd_gd", 1e-4, "Generator and discriminator weight decay.", float, 0.0),
     Option("ema_beta", 0.999, "EMA decay of the guiding network and generator copies.", float, 0.0, 1.0),
+    Option("labels", "", "labels.csv of human labels (from `i2icurate sync`): semi-supervised training; cluster_N rows "
+           "supervise the class head, exclude rows are left out, other labels count as unlabelled."),
+    Option("from_run", "", "Start from this discover run's weights (fine-tuning); its network sizes are reused."),
     *RUN_OPTIONS,
     *INPUT_OPTIONS,
 )

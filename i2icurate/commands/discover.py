@@ -7,21 +7,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from i2icurate import __version__
 from i2icurate.config import resolve
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
+from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.loop import Interrupted, run_loop
 from i2icurate.engines.tunit import TunitTrainer
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
-from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_json, write_csv, write_json
+from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
 
-META_KEYS = ("command", "source", "preset", "version", "created", "resumed")
+META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
+# Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
+ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width")
 
 
 def default_workers(workers: int) -> int:
@@ -80,14 +84,70 @@ def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console)
 
 
 def _start_run(source: str | Path, preset: str | None, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    parent = None
+    if options.get("from_run"):
+        parent = open_run(options["from_run"])
+        parent_cfg = read_json(parent / CONFIG_FILE)
+        options = {**options, **{k: parent_cfg[k] for k in ARCHITECTURE if options.get(k) is None}}
+        options["from_run"] = str(parent.resolve())
+    if options.get("labels"):
+        options["labels"] = str(Path(options["labels"]).expanduser().resolve())
+        read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
     cfg = resolve("discover", preset, **options)
     root = check_source(source, cfg["project"])
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
+    lineage = {"from_run": cfg["from_run"] or None, "labels": cfg["labels"] or None}
     meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,
-            "created": dt.datetime.now().isoformat(timespec="seconds"), "resumed": []}
+            "created": dt.datetime.now().isoformat(timespec="seconds"), "resumed": [], "lineage": lineage}
     cfg = {**meta, **cfg}
+    if cfg["labels"]:
+        # the run keeps its own copy: resume, review and translate of this run read the labels it was trained with
+        write_bytes(run / LABELS_CSV, Path(cfg["labels"]).read_bytes())
     write_json(run / CONFIG_FILE, cfg)
     return run, cfg
+
+
+def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tuple[np.ndarray | None, np.ndarray]:
+    """Per cached image: its human cluster (-1 = unlabelled), and the indices to train on (excluded ones left out)."""
+    pool = np.arange(len(paths))
+    if not (run / LABELS_CSV).is_file():
+        return None, pool
+    given = read_labels(run / LABELS_CSV)
+    labels = np.full(len(paths), -1, dtype=np.int64)
+    excluded, other = [], 0
+    for i, path in enumerate(paths):
+        label = given.get(path)
+        if label is None:
+            continue
+        if label == EXCLUDE:
+            excluded.append(i)
+            continue
+        try:
+            cluster = parse_cluster(label)
+        except UserError:
+            other += 1  # e.g. new_cluster: no class of this run to supervise, so it trains unlabelled
+            continue
+        if cluster >= k:
+            raise UserError(f"{path} is labelled {label}, but this run has clusters 0..{k - 1}")
+        labels[i] = cluster
+    pool = np.setdiff1d(pool, excluded)
+    unknown = len(set(given) - set(paths))
+    console.print(f"semi-supervised: {int((labels >= 0).sum())} labelled images, {len(excluded)} excluded"
+                  + (f", {other} with other labels trained as unlabelled" if other else "")
+                  + (f", {unknown} labels for paths not in this folder ignored" if unknown else ""))
+    if len(pool) < 2:
+        raise UserError("fewer than 2 images left after the exclusions in the labels file")
+    return labels, pool
+
+
+def _load_parent_weights(trainer: TunitTrainer, parent: Path) -> None:
+    state = load_checkpoint(parent / LAST)
+    try:
+        for name, weights in state["models"].items():
+            getattr(trainer, name).load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(f"--from {parent}: its networks do not match this run's options ({first})") from None
 
 
 def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -124,15 +184,20 @@ def discover(
         images = load_cache(run / "cache", cfg["img_size"])
     else:
         images = load_cache(prepare_images(Path(cfg["source"]), run, cfg, console).array_path.parent, cfg["img_size"])
-    if cfg["batch_size"] > len(images):
-        console.print(f"[yellow]batch size {cfg['batch_size']} > {len(images)} images: using {len(images)}[/]")
-        cfg["batch_size"] = len(images)
+    paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
+    labels, pool = training_labels(run, paths, cfg["k"], console)
+    if cfg["batch_size"] > len(pool):
+        console.print(f"[yellow]batch size {cfg['batch_size']} > {len(pool)} images: using {len(pool)}[/]")
+        cfg["batch_size"] = len(pool)
         write_json(run / CONFIG_FILE, cfg)
 
-    trainer = TunitTrainer(cfg, images)
+    trainer = TunitTrainer(cfg, images, labels, pool)
     if (run / LAST).is_file():
         trainer.load_state_dict(load_checkpoint(run / LAST))
         console.print(f"resuming from iteration {trainer.step_count}")
+    elif cfg.get("from_run"):
+        _load_parent_weights(trainer, Path(cfg["from_run"]))
+        console.print(f"starting from the weights of {cfg['from_run']}")
     console.print(
         f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
         f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"

@@ -22,12 +22,21 @@ def parse_cluster(value: str | int) -> int:
     return int(match.group(1))
 
 
+def read_labels(path: Path) -> dict[str, str]:
+    """The newest label per path of a labels.csv (path,label,source,time; append-only, so later rows win)."""
+    try:
+        rows = read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"labels file not found: {path}") from None
+    if rows and not {"path", "label"} <= set(rows[0]):
+        raise UserError(f"{path} needs the columns path,label (found: {', '.join(rows[0])})")
+    return {row["path"]: row["label"].strip() for row in rows}
+
+
 def human_labels(run: Path) -> dict[str, str]:
-    """The newest human label per path from the run's labels.csv (append-only; later rows win)."""
+    """The newest human label per path from the run's labels.csv, if it has one."""
     path = run / LABELS_CSV
-    if not path.is_file():
-        return {}
-    return {row["path"]: row["label"].strip() for row in read_csv(path)}
+    return read_labels(path) if path.is_file() else {}
 
 
 def effective_clusters(run: Path, min_confidence: float = 0.0) -> tuple[list[str], np.ndarray]:

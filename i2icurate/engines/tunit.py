@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from i2icurate.data.augment import positive_pair
-from i2icurate.data.sampler import BatchSource, EpochSampler
+from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.models.tunit import Discriminator, Generator, GuidingNetwork
 from i2icurate.models.tunit.losses import StyleQueue, d_hinge_loss, g_adv_loss, iic_loss, moco_loss, r1_penalty
@@ -64,11 +64,24 @@ def phase_steps(cfg: dict[str, Any]) -> tuple[int, int]:
     return warmup, min(cfg["iters"], warmup + int(round(cfg["ema_g_delay"] * cfg["iters"])))
 
 
+def make_sampler(n: int, batch_size: int, seed: int, labels: np.ndarray | None,
+                 pool: np.ndarray | None) -> EpochSampler | MixedSampler:
+    """Plain epochs over `pool`, or, with labels, a quarter of every batch (at least one) from the labelled images."""
+    pool = np.arange(n) if pool is None else np.asarray(pool)
+    if labels is None or not (labels[pool] >= 0).any():
+        return EpochSampler(n, batch_size, seed, pool=pool)
+    labelled = pool[labels[pool] >= 0]
+    n_labelled = min(len(labelled), max(1, batch_size // 4))
+    return MixedSampler(pool, labelled, batch_size, n_labelled, seed)
+
+
 class TunitTrainer:
     """Holds the networks, their EMA copies, optimisers, queue and generators of one discover run."""
 
-    def __init__(self, cfg: dict[str, Any], images: np.ndarray, labels: np.ndarray | None = None) -> None:
-        """`images`: (N, S, S, 3) uint8 cache; `labels`: optional (N,) int64 with -1 for unlabelled images."""
+    def __init__(self, cfg: dict[str, Any], images: np.ndarray, labels: np.ndarray | None = None,
+                 pool: np.ndarray | None = None) -> None:
+        """`images`: (N, S, S, 3) uint8 cache; `labels`: optional (N,) int64, -1 = unlabelled (semi-supervised);
+        `pool`: the indices to train on (default all; a reviewer's excluded images are left out)."""
         self.cfg = cfg
         self.device = resolve_device(cfg["device"])
         self.amp_dtype = autocast_dtype(cfg["precision"], self.device)
@@ -82,7 +95,7 @@ class TunitTrainer:
         self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg["lr_g"], weight_decay=cfg["wd_gd"])
         self.opt_d = torch.optim.RMSprop(self.D.parameters(), lr=cfg["lr_d"], weight_decay=cfg["wd_gd"])
         self.queue = StyleQueue(cfg["queue_size"], cfg["style_dim"], self.device)
-        self.sampler = EpochSampler(len(images), cfg["batch_size"], cfg["seed"])
+        self.sampler = make_sampler(len(images), cfg["batch_size"], cfg["seed"], labels, pool)
         self.batches = BatchSource(images, self.sampler, self.device)
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 1)
