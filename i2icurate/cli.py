@@ -124,6 +124,34 @@ def demo_cmd(out: str, dataset: str, per_class: int) -> None:
     Console().print(f"wrote {dataset} demo images to [bold]{folder}[/]")
 
 
+@cli.command("review")
+@click.argument("run", required=False, type=click.Path())
+@click.option("--project", default="runs", show_default=True, help="Where to find the newest run if RUN is omitted.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True, help="Port of the App.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address the App listens on.")
+@click.option("--no-launch", is_flag=True, help="Only build the FiftyOne dataset; do not start the App.")
+@click.option("--remote", is_flag=True, help="Remote session: serve the App for a browser on another machine.")
+def review_cmd(run: str | None, project: str, port: int, address: str, no_launch: bool, remote: bool) -> None:
+    """Load a discover RUN (the newest if omitted) into FiftyOne and open the App to review and relabel clusters."""
+    from i2icurate.commands.review import review
+
+    review(run, project=project, port=port, address=address, launch=not no_launch, remote=remote, console=Console())
+
+
+@cli.command("sync")
+@click.argument("run", required=False, type=click.Path())
+@click.option("--project", default="runs", show_default=True, help="Where to find the newest run if RUN is omitted.")
+def sync_cmd(run: str | None, project: str) -> None:
+    """Append the labels set in the FiftyOne App for RUN (the newest if omitted) to its labels.csv.
+
+    Tags `cluster:N`, `exclude`, `new_cluster` or the `human_label` field (Assign ... operator) count; only new or
+    changed labels are appended. Removing a tag after a sync does not revert the label: relabel the sample instead.
+    """
+    from i2icurate.commands.sync import sync
+
+    sync(run, project=project, console=Console())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one red line and exit code 2; Ctrl-C exits with 130 after saving."""
     from i2icurate.engines.loop import Interrupted
