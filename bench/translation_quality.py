@@ -1,0 +1,416 @@
+"""Translation quality of tunit / ugatit / srunit on a real paired domain pair: OpenMoji colour -> black line-art.
+
+OpenMoji (npm `openmoji@17.0.0`, CC-BY-SA-4.0) draws every emoji twice, in colour and as black line-art, so a
+translation colour -> line can be scored against the true line-art of the same emoji, not only by FID. The script
+
+  1. fetches the package with `npm pack` into a cache folder (reused) and rasterises n paired emoji with resvg-py
+     onto white: `<data>/colour/<hex>.png` and `<data>/line/<hex>.png`;
+  2. runs `discover -k 2` on the mixed folder and prints how well the unsupervised clusters match colour / line;
+  3. writes the run's labels.csv so that colour = cluster_0 and line = cluster_1 (source "benchmark", stored exactly
+     as a reviewer's corrections are), so every model translates between the true domains;
+  4. runs `translate 0 -> 1 --evaluate` for each model and prints FID / KID against the line domain (metrics.json)
+     plus paired L1 and SSIM against the ground-truth line-art, next to an identity baseline (outputs = inputs).
+
+Translation is evaluated on the training images (the usual unpaired-translation protocol); nothing is held out.
+
+    python bench/translation_quality.py                                  # CPU: tiny presets, 300 emoji
+    python bench/translation_quality.py --n 120 --size 32 --discover-iters 200 --iters 100   # a quick smoke run
+    python bench/translation_quality.py --preset full --n 4000 --size 256 --device cuda       # GPU
+
+Needs npm (for the data, once) and `pip install resvg-py==0.5.0`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from i2icurate.commands.discover import discover
+from i2icurate.commands.translate import translate
+from i2icurate.data.cache import load_cache
+from i2icurate.data.domains import LABELS_CSV
+from i2icurate.data.imageio import decode_to_array
+from i2icurate.engines.loop import Interrupted
+from i2icurate.engines.tunit import resolve_device
+from i2icurate.errors import UserError
+from i2icurate.metrics.fid import fid_kid
+from i2icurate.runs import CONFIG_FILE, read_csv, read_json, write_csv
+from i2icurate.translators import base
+
+PACKAGE = "openmoji@17.0.0"
+TARBALL = "openmoji-17.0.0.tgz"
+DEFAULT_CACHE = Path("~/.cache/i2icurate/openmoji")
+COLOUR_SVG, LINE_SVG = "package/color/svg/", "package/black/svg/"  # folders inside the npm tarball
+COLOUR, LINE = "colour", "line"
+DOMAINS = {COLOUR: 0, LINE: 1}
+RESVG_HINT = "rasterising OpenMoji needs resvg-py: pip install resvg-py==0.5.0"
+MODELS = ("tunit", "ugatit", "srunit")
+# Skin-tone modifiers: the line-art of the five tone variants is the base emoji's, so they are left out.
+_SKIN_TONE = re.compile(r"(^|-)1F3F[B-F](-|$)")
+_MAX_PIXELS = 10**9
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def _npm_reason(output: str, returncode: int) -> str:
+    """The informative line of npm's error output (npm prints code, errno, stack and log-file lines too)."""
+    errors = [ln.split(None, 2)[-1].strip() for ln in output.splitlines()
+              if ln.startswith(("npm error ", "npm ERR! ")) and len(ln.split(None, 2)) == 3]
+    noise = ("code ", "syscall ", "errno ", "at ", "A complete log", "Log files", "path ")
+    useful = [e for e in errors if not e.startswith(noise)]
+    codes = [e for e in errors if e.startswith("code ")]
+    return (useful or codes or [f"exit status {returncode}"])[0]
+
+
+def fetch_openmoji(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+    """The `openmoji@17.0.0` npm tarball in `cache_dir`, fetched with `npm pack` unless it is already there."""
+    cache = Path(cache_dir).expanduser()
+    tarball = cache / TARBALL
+    if tarball.is_file():
+        return tarball
+    npm = shutil.which("npm")
+    if npm is None:
+        raise UserError(f"npm not found: install Node.js/npm to fetch {PACKAGE}, or put {TARBALL} in {cache}")
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        try:
+            result = subprocess.run([npm, "pack", PACKAGE], cwd=tmp, capture_output=True, text=True,
+                                    timeout=600)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"npm pack {PACKAGE} timed out after 10 minutes (is the npm registry reachable?)") from None
+        packed = Path(tmp) / TARBALL
+        if result.returncode != 0 or not packed.is_file():
+            raise UserError(f"npm pack {PACKAGE} failed (is the npm registry reachable?): "
+                            f"{_npm_reason(result.stderr or result.stdout, result.returncode)}")
+        packed.replace(tarball)
+    return tarball
+
+
+def _svg_members(tar: tarfile.TarFile) -> tuple[dict[str, tarfile.TarInfo], dict[str, tarfile.TarInfo]]:
+    colour, line = {}, {}
+    for member in tar.getmembers():
+        if not member.isfile() or not member.name.endswith(".svg"):
+            continue
+        folder, name = member.name.rsplit("/", 1)
+        target = {COLOUR_SVG: colour, LINE_SVG: line}.get(folder + "/")
+        if target is not None:
+            target[name[: -len(".svg")]] = member
+    return colour, line
+
+
+def choose_hexcodes(available: list[str], n: int) -> list[str]:
+    """n hexcodes spread evenly over the sorted list, skin-tone variants excluded (deterministic).
+
+    Taking the first n sorted codes would be mostly keycaps and flags (the 1F1E6.. regional-indicator pairs).
+    """
+    pool = sorted(h for h in available if not _SKIN_TONE.search(h))
+    if n > len(pool):
+        raise UserError(f"--n {n}: only {len(pool)} paired emoji without skin-tone variants in {PACKAGE}")
+    if n < 2:
+        raise UserError(f"--n {n}: need at least 2 emoji")
+    picks = np.unique(np.round(np.linspace(0, len(pool) - 1, n)).astype(int))
+    return [pool[i] for i in picks]
+
+
+def rasterise(svg: str, size: int) -> Image.Image:
+    """One SVG rendered with resvg at size x size over a white background, as RGB."""
+    try:
+        import resvg_py
+    except ImportError:
+        raise UserError(RESVG_HINT) from None
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size, background="#ffffff",
+                                skip_system_fonts=True)
+    img = Image.open(io.BytesIO(png)).convert("RGBA")
+    white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, img).convert("RGB")
+
+
+def prepare_openmoji(dest: str | Path, n: int, size: int, cache_dir: str | Path = DEFAULT_CACHE) -> list[str]:
+    """Write n paired emoji as `dest/colour/<hex>.png` and `dest/line/<hex>.png` (size px); returns the hexcodes."""
+    try:
+        import resvg_py  # noqa: F401 - fail before the download, with the install hint
+    except ImportError:
+        raise UserError(RESVG_HINT) from None
+    tarball = fetch_openmoji(cache_dir)
+    dest = Path(dest)
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            colour, line = _svg_members(tar)
+            if not colour or not line:
+                raise UserError(f"{tarball} has no {COLOUR_SVG} / {LINE_SVG} folders; delete it to fetch it again")
+            chosen = choose_hexcodes(sorted(colour.keys() & line.keys()), n)
+            for folder, members in ((COLOUR, colour), (LINE, line)):
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                for hexcode in chosen:
+                    svg = tar.extractfile(members[hexcode]).read().decode("utf-8")
+                    rasterise(svg, size).save(dest / folder / f"{hexcode}.png")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"cannot read {tarball} ({exc}); delete it to fetch it again".replace("\n", " ")) from None
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------------- labels
+
+
+def write_domain_labels(run: str | Path, folders: dict[str, int], source: str = "benchmark") -> dict[int, int]:
+    """Label every image of a discover run by its top-level folder (`folders` maps folder -> cluster id).
+
+    Rows `path,cluster_N,<source>,<time>` are appended to the run's labels.csv after any existing rows, exactly as
+    a reviewer's corrections are stored (the newest row per path wins). Images in other folders keep their pseudo
+    label. Returns how many images went to each cluster.
+    """
+    run = Path(run)
+    stamp = dt.datetime.now().isoformat(timespec="seconds")
+    header = ["path", "label", "source", "time"]
+    old = read_csv(run / LABELS_CSV) if (run / LABELS_CSV).is_file() else []
+    new, counts = [], Counter()
+    for row in read_csv(run / "assignments.csv"):
+        parts = PurePosixPath(row["path"]).parts
+        cluster = folders.get(parts[0]) if len(parts) > 1 else None
+        if cluster is not None:
+            new.append((row["path"], f"cluster_{cluster}", source, stamp))
+            counts[cluster] += 1
+    write_csv(run / LABELS_CSV, header, [[r.get(c, "") for c in header] for r in old] + new)
+    return dict(counts)
+
+
+# --------------------------------------------------------------------------------------------------- scores
+
+
+def to_unit(images_u8: np.ndarray) -> np.ndarray:
+    """uint8 images -> float64 in [0, 1]."""
+    return np.asarray(images_u8, dtype=np.float64) / 255.0
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference per image (N,) of two float image batches (N, H, W, C) in [0, 1]."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"need two batches (N, H, W, C) of one shape, got {a.shape} and {b.shape}")
+    return np.abs(a - b).reshape(len(a), -1).mean(axis=1)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """Normalised 1-D Gaussian of odd length `size`."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    w = np.exp(-(x**2) / (2 * sigma**2))
+    return w / w.sum()
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, win_size: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Mean SSIM per image (N,) of two batches (N, H, W, C), averaged over channels and window positions.
+
+    Hand-written (scikit-image is not a dependency), following Wang et al. 2004 and their reference MATLAB code:
+    an 11 x 11 Gaussian window with sigma 1.5, local statistics weighted by the window (population variances, as
+    `skimage.metrics.structural_similarity(gaussian_weights=True, use_sample_covariance=False)`), C1 = (k1 L)²,
+    C2 = (k2 L)², and only positions where the window lies fully inside the image ('valid'). The window shrinks to
+    the image's smaller side (made odd) for images under 11 px.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"need two batches (N, H, W, C) of one shape, got {a.shape} and {b.shape}")
+    n, h, w, c = a.shape
+    size = min(win_size, h, w)
+    size -= 1 - size % 2
+    g = torch.from_numpy(gaussian_window(size, sigma))
+    kernel = (g[:, None] * g[None, :])[None, None]
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, kernel)
+
+    x = torch.from_numpy(a).permute(0, 3, 1, 2).reshape(n * c, 1, h, w)
+    y = torch.from_numpy(b).permute(0, 3, 1, 2).reshape(n * c, 1, h, w)
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.reshape(n, -1).mean(dim=1).numpy()
+
+
+def paired_scores(outputs_u8: np.ndarray, targets_u8: np.ndarray) -> dict[str, float]:
+    """Mean L1 (pixel units in [0, 1]) and mean SSIM of outputs against their ground-truth targets."""
+    a, b = to_unit(outputs_u8), to_unit(targets_u8)
+    return {"l1": float(l1(a, b).mean()), "ssim": float(ssim(a, b).mean())}
+
+
+def _line_targets(data: Path, rel_paths: list[str], size: int) -> np.ndarray:
+    """The ground-truth line-art of each colour image, decoded and resized like the pipeline's own images."""
+    return np.stack([decode_to_array(data / LINE / PurePosixPath(p).name, size, _MAX_PIXELS) for p in rel_paths])
+
+
+def _outputs(out_dir: Path, rel_paths: list[str], size: int) -> np.ndarray:
+    return np.stack([decode_to_array(out_dir / PurePosixPath(p).with_suffix(".png"), size, _MAX_PIXELS)
+                     for p in rel_paths])
+
+
+def _train_seconds(folder: Path) -> float | None:
+    """Seconds of the training loop: the last stats.jsonl record's time (the loop logs at its final step)."""
+    path = folder / "stats.jsonl"
+    if not path.is_file():
+        return None
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return float(json.loads(lines[-1])["time"]) if lines else None
+
+
+# --------------------------------------------------------------------------------------------------- pipeline
+
+
+def _cluster_split(run: Path) -> dict[str, dict[str, int]]:
+    """How many images of each true domain each unsupervised cluster got: {cluster: {colour: n, line: n}}."""
+    split: dict[str, Counter] = {}
+    for row in read_csv(run / "assignments.csv"):
+        split.setdefault(row["cluster"], Counter())[PurePosixPath(row["path"]).parts[0]] += 1
+    return {k: dict(v) for k, v in sorted(split.items(), key=lambda kv: int(kv[0]))}
+
+
+def run_benchmark(data: Path, runs: Path, models: list[str], preset: str, iters: int | None,
+                  discover_iters: int | None, img_size: int | None, device: str, seed: int,
+                  console: Console) -> dict[str, Any]:
+    """discover -> true-domain labels -> translate with each model; returns every figure."""
+    started = time.perf_counter()
+    run = discover(data, k=2, preset=preset, iters=discover_iters, img_size=img_size, device=device, seed=seed,
+                   project=str(runs), name="openmoji", eval_labels="folders", console=console)
+    summary = read_json(run / "summary.json")
+    dcfg = read_json(run / CONFIG_FILE)
+    result: dict[str, Any] = {
+        "discover": {"run": str(run), "seconds": round(time.perf_counter() - started, 1),
+                     "train_seconds": _train_seconds(run), "iters": dcfg["iters"], "batch_size": dcfg["batch_size"],
+                     "img_size": dcfg["img_size"], "scores": summary.get("scores"), "split": _cluster_split(run)},
+        "labels": {str(k): v for k, v in write_domain_labels(run, DOMAINS).items()},
+        "models": {}, "identity": {},
+    }
+    for model in models:
+        started = time.perf_counter()
+        folder = translate(0, 1, run=run, model=model, preset=preset, evaluate=True, device=device, seed=seed,
+                           project=str(runs), name=model, console=console, img_size=img_size,
+                           iters=iters if model != "tunit" else None)
+        seconds = time.perf_counter() - started
+        cfg = read_json(folder / CONFIG_FILE)
+        size = cfg["img_size"]
+        metrics = read_json(folder / "metrics.json")
+        rel = [r["path"] for r in read_csv(folder / "domains.csv") if r["domain"] == "A"]
+        targets = _line_targets(data, rel, size)
+        train_s = _train_seconds(folder)
+        trains = model != "tunit"
+        result["models"][model] = {
+            "run": str(folder), "img_size": size, "seconds": round(seconds, 1),
+            "train_seconds": train_s if trains else None,
+            "iters": cfg["iters"] if trains else None, "batch_size": cfg["batch_size"] if trains else None,
+            "img_per_s": cfg["iters"] * cfg["batch_size"] / train_s if trains and train_s else None,
+            "fid": metrics["fid"], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
+            **paired_scores(_outputs(Path(cfg["out"]), rel, size), targets),
+        }
+        if str(size) not in result["identity"]:
+            # Outputs = inputs: the colour images vs the same target set the model's metrics.json used.
+            source = np.array(load_cache(folder / "cache_a", size))
+            line_domain = np.array(load_cache(folder / "cache_b", size))
+            with console.status(f"identity baseline at {size} px"):
+                scores = fid_kid(source, line_domain, resolve_device(device))
+            result["identity"][str(size)] = {"img_size": size, "fid": scores["fid"], "kid": scores["kid"],
+                                             "kid_std": scores["kid_std"], **paired_scores(source, targets)}
+    return result
+
+
+def print_results(result: dict[str, Any], console: Console) -> None:
+    """The comparison table and the discover summary lines."""
+    d = result["discover"]
+    scores = d["scores"] or {}
+    console.print(f"discover (k=2, {d['iters']} iterations at {d['img_size']} px, batch {d['batch_size']}, "
+                  f"{d['train_seconds'] or 0:.0f} s training): unsupervised colour/line "
+                  f"ACC {scores.get('acc', 0):.3f}, "
+                  f"NMI {scores.get('nmi', 0):.3f}, ARI {scores.get('ari', 0):.3f}; clusters {d['split']}")
+    console.print(f"labels.csv: every colour image -> cluster_0, every line image -> cluster_1 ({result['labels']})")
+    table = Table(title="OpenMoji colour -> line-art (paired ground truth)")
+    for col in ("model", "px", "train s", "total s", "img/s", "FID", "KID×100", "L1", "SSIM"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "—" if v is None else format(v, spec)
+
+    for ident in result["identity"].values():
+        table.add_row("identity", str(ident["img_size"]), "—", "—", "—", f"{ident['fid']:.1f}",
+                      f"{100 * ident['kid']:.2f}", f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
+    for model, m in result["models"].items():
+        table.add_row(model, str(m["img_size"]), fmt(m["train_seconds"], ".1f"), f"{m['seconds']:.1f}",
+                      fmt(m["img_per_s"], ".1f"), f"{m['fid']:.1f}", f"{100 * m['kid']:.2f}", f"{m['l1']:.3f}",
+                      f"{m['ssim']:.3f}")
+    console.print(table)
+    console.print("identity = the untranslated colour inputs scored as if they were outputs. "
+                  "tunit trains nothing here: it is the discover run's generator with the line domain's mean style "
+                  "(its training time is the discover line above). total s = caching + training + translating + FID.")
+
+
+@click.command()
+@click.option("--n", "n", type=int, default=300, show_default=True, help="Paired emoji (each drawn in both styles).")
+@click.option("--size", type=int, default=64, show_default=True, help="Raster size of the emoji PNGs in pixels.")
+@click.option("--preset", default="tiny", show_default=True, help="Preset of discover and of every translator.")
+@click.option("--img-size", type=int, default=None, help="Training size of discover and translators (default: preset).")
+@click.option("--iters", type=int, default=None, help="Iterations of each trained translator (default: preset).")
+@click.option("--discover-iters", type=int, default=None, help="discover iterations (default: preset).")
+@click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated translators.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True, help="Where the npm tarball is kept.")
+@click.option("--project", default=None, help="Keep the data and runs here (default: a temporary folder).")
+@click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
+def main(n, size, preset, img_size, iters, discover_iters, models, device, seed, cache_dir, project,
+         json_out) -> None:
+    """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
+    console = Console()
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
+    try:
+        unknown = [m for m in chosen if m not in base.available()]
+        if unknown or not chosen:
+            raise UserError(f"--models: unknown {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {', '.join(base.available())}")
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(project or tmp)
+            data = root / "openmoji"
+            if data.exists():
+                if {p.name for p in data.iterdir()} - {COLOUR, LINE}:
+                    raise UserError(f"{data} holds more than this script's colour/ and line/ folders; move it away")
+                shutil.rmtree(data)
+            started = time.perf_counter()
+            with console.status(f"preparing {n} paired OpenMoji emoji at {size} px"):
+                hexcodes = prepare_openmoji(data, n, size, cache_dir)
+            console.print(f"{len(hexcodes)} paired emoji at {size} px in {data} "
+                          f"({time.perf_counter() - started:.1f} s)")
+            result = run_benchmark(data, root / "runs", chosen, preset, iters, discover_iters, img_size, device,
+                                   seed, console)
+    except (UserError, Interrupted) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    result["settings"] = {"n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
+                          "discover_iters": discover_iters, "seed": seed, "package": PACKAGE,
+                          "device": torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu"
+                          else "cpu"}
+    print_results(result, console)
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The pure parts of bench/translation_quality.py: SSIM, L1, the emoji choice and the true-domain labels.csv."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from i2icurate.data.domains import effective_clusters
+from i2icurate.data.imageio import decode_to_array
+from i2icurate.data.scan import scan_folder
+from i2icurate.runs import read_csv, write_csv
+
+_SPEC = importlib.util.spec_from_file_location(
+    "translation_quality", Path(__file__).resolve().parents[1] / "bench" / "translation_quality.py"
+)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+
+@pytest.fixture(scope="module")
+def real_images(animal_folder) -> np.ndarray:
+    """8 real animal silhouettes as a float batch (8, 32, 32, 3) in [0, 1]."""
+    files = scan_folder(animal_folder).files[::25][:8]
+    return bench.to_unit(np.stack([decode_to_array(animal_folder / f, 32, 10**9) for f in files]))
+
+
+def _ssim_by_loops(x: np.ndarray, y: np.ndarray, win: int = 11, sigma: float = 1.5) -> float:
+    """Reference SSIM of two (H, W) images: every 'valid' window position computed explicitly."""
+    g = bench.gaussian_window(win, sigma)
+    w = np.outer(g, g)
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for i in range(x.shape[0] - win + 1):
+        for j in range(x.shape[1] - win + 1):
+            px, py = x[i : i + win, j : j + win], y[i : i + win, j : j + win]
+            mx, my = (w * px).sum(), (w * py).sum()
+            vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+            cov = (w * (px - mx) * (py - my)).sum()
+            values.append((2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_of_identical_images_is_one(real_images):
+    np.testing.assert_allclose(bench.ssim(real_images, real_images), 1.0, atol=1e-12)
+
+
+def test_ssim_of_two_flat_images_has_the_closed_form():
+    # No variance anywhere: SSIM reduces to the luminance term (2ab + C1) / (a² + b² + C1).
+    a, b = 0.8, 0.3
+    x, y = np.full((1, 16, 16, 3), a), np.full((1, 16, 16, 3), b)
+    expected = (2 * a * b + 0.01**2) / (a**2 + b**2 + 0.01**2)
+    np.testing.assert_allclose(bench.ssim(x, y), [expected], rtol=1e-10)
+
+
+def test_ssim_matches_an_explicit_window_by_window_computation(real_images):
+    x, y = real_images[:2], np.clip(real_images[[1, 0]] * 0.7 + 0.2, 0, 1)  # a different animal, dimmed
+    got = bench.ssim(x, y)
+    for k in range(2):
+        expected = np.mean([_ssim_by_loops(x[k, :, :, c], y[k, :, :, c]) for c in range(3)])
+        assert got[k] == pytest.approx(expected, abs=1e-10)
+    assert np.all(got < 0.9)
+    assert bench.ssim(y, x) == pytest.approx(got, abs=1e-12)  # symmetric
+
+
+def test_l1_is_the_mean_absolute_pixel_difference(real_images):
+    assert np.all(bench.l1(real_images, real_images) == 0)
+    white = np.ones_like(real_images)
+    np.testing.assert_allclose(bench.l1(real_images, white), (1 - real_images).reshape(8, -1).mean(axis=1))
+    scores = bench.paired_scores(np.zeros((2, 12, 12, 3), np.uint8), np.full((2, 12, 12, 3), 51, np.uint8))
+    assert scores["l1"] == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        bench.l1(real_images, real_images[:, :16])
+
+
+def test_emoji_choice_is_spread_and_skips_skin_tones():
+    codes = [f"1F{i:03X}" for i in range(100)] + ["1F44B-1F3FB", "1F44B-1F3FF", "1F9D1-1F3FD-200D-1F33E"]
+    chosen = bench.choose_hexcodes(codes, 5)
+    assert chosen == ["1F000", "1F019", "1F032", "1F04A", "1F063"]
+    assert bench.choose_hexcodes(list(reversed(codes)), 5) == chosen
+    with pytest.raises(bench.UserError):
+        bench.choose_hexcodes(codes, 101)
+
+
+def test_domain_labels_are_stored_like_a_reviewers_corrections(animal_folder, tmp_path):
+    # A discover-like run over the real animal folder: every image pseudo-labelled cluster 2.
+    paths = scan_folder(animal_folder).files
+    write_csv(tmp_path / "assignments.csv", ["path", "cluster", "confidence"], [(p, 2, 1.0) for p in paths])
+    write_csv(tmp_path / "labels.csv", ["path", "label", "source", "time"], [(paths[0], "exclude", "human", "t0")])
+    counts = bench.write_domain_labels(tmp_path, {"cat": 0, "dog": 1})
+    assert counts == {0: 20, 1: 20}
+    rows = read_csv(tmp_path / "labels.csv")
+    assert rows[0] == {"path": paths[0], "label": "exclude", "source": "human", "time": "t0"}  # history kept
+    assert {r["source"] for r in rows[1:]} == {"benchmark"} and len(rows) == 41
+    got, clusters = effective_clusters(tmp_path)
+    expected = {"cat": 0, "dog": 1}
+    for path, cluster in zip(got, clusters, strict=True):
+        folder = path.split("/")[0]
+        assert cluster == expected.get(folder, -1 if path == paths[0] else 2)
