@@ -172,7 +172,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_review_edits_then_sync_appends_exactly_the_changes(fo, built, run):
+def test_review_edits_then_sync_appends_exactly_the_changes(fo, built, run, toy_discover_run):
     """Integration: reviewer edits as the App stores them -> sync -> labels.csv rows appended, once."""
     import fiftyone.operators as foo
     import requests
@@ -258,6 +258,7 @@ def test_review_edits_then_sync_appends_exactly_the_changes(fo, built, run):
     from tests.conftest import TOY_DISCOVER
 
     source = json.loads((run / "config.json").read_text())["source"]
+    shutil.copyfile(toy_discover_run / "last.pt", run / "last.pt")  # the private copy left the weights out
     toy = {k: v for k, v in TOY_DISCOVER.items() if k != "preset"}
     retrained = discover(source, labels=str(run / "labels.csv"), from_run=str(run), iters=4, console=QUIET,
                          project=str(run.parent / "retrain"), **toy)
