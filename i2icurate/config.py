@@ -184,6 +184,13 @@ def resolve_table(
     return {name: _check(table[name], value) for name, value in values.items()}
 
 
+def reject_options_on_resume(options: dict[str, Any]) -> None:
+    """`--resume` continues with the run's saved options: refuse explicitly given ones, naming their flags."""
+    given = sorted("--" + k.replace("_", "-") for k, v in options.items() if v is not None)
+    if given:
+        raise UserError(f"--resume continues a run with its saved options; drop {', '.join(given)}")
+
+
 def resolve(command: str, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
     """A command's options: defaults, then the preset, then explicit overrides."""
     return resolve_table(command, TABLES[command], PRESETS.get(command, {}), preset, overrides)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from i2icurate.config import DISCOVER, resolve
+from i2icurate.config import DISCOVER, reject_options_on_resume, resolve
 from i2icurate.errors import UserError
 
 
@@ -27,3 +27,9 @@ def test_out_of_range_value_names_the_flag():
         resolve("discover", img_size=512)
     with pytest.raises(UserError, match="unknown preset"):
         resolve("discover", "huge")
+
+
+def test_resume_refuses_explicit_options_by_flag_name():
+    reject_options_on_resume({"img_size": None, "iters": None})
+    with pytest.raises(UserError, match="drop --img-size, --iters$"):
+        reject_options_on_resume({"iters": 5, "img_size": 64, "k": None})

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from i2icurate import __version__
-from i2icurate.config import resolve
+from i2icurate.config import reject_options_on_resume, resolve
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import scan_folder
@@ -151,9 +151,7 @@ def _load_parent_weights(trainer: TunitTrainer, parent: Path) -> None:
 
 
 def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    given = sorted(k for k, v in options.items() if v is not None)
-    if given:
-        raise UserError(f"--resume continues a run with its saved options; drop {', '.join('--' + g for g in given)}")
+    reject_options_on_resume(options)
     run = open_run(resume)
     cfg = read_json(run / CONFIG_FILE)
     cfg["resumed"] = [*cfg.get("resumed", []), dt.datetime.now().isoformat(timespec="seconds")]

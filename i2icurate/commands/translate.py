@@ -19,7 +19,7 @@ from rich.console import Console
 
 from i2icurate import __version__
 from i2icurate.commands.discover import check_source, default_workers
-from i2icurate.config import TRANSLATE, resolve_table
+from i2icurate.config import TRANSLATE, reject_options_on_resume, resolve_table
 from i2icurate.data.augment import from_signed_u8
 from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import domain_paths, parse_cluster
@@ -136,9 +136,7 @@ def translate(
     """Train (unless the model is TUNIT) and translate domain A (or `input_dir`) to domain B; returns the run."""
     console = console or Console()
     if resume is not None:
-        given = sorted(k for k, v in options.items() if v is not None)
-        if given:
-            raise UserError(f"--resume continues with the saved options; drop {', '.join('--' + g for g in given)}")
+        reject_options_on_resume(options)
         folder = open_run(resume)
         cfg = read_json(folder / CONFIG_FILE)
     else:
