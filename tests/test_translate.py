@@ -99,6 +99,7 @@ def test_out_inside_the_image_folder_is_refused(toy_discover_run, animal_folder,
                                    "--out", str(animal_folder / "translated"), "--project", str(tmp_path / "r")))
     assert "inside the input folder" in message
     assert not (animal_folder / "translated").exists()
+    assert not (tmp_path / "r" / "translate").exists()  # refused before any run folder was made
 
 
 def test_trained_models_run_through_the_command_and_resume(toy_discover_run, tmp_path):

@@ -83,15 +83,16 @@ def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | No
         raise UserError(f"--from and --to are the same cluster ({a})")
     paths_a = domain_paths(discover_run, a, run_cfg["k"], cfg["min_confidence"])
     paths_b = domain_paths(discover_run, b, run_cfg["k"], cfg["min_confidence"])
-    source = Path(run_cfg["source"])
+    source = check_source(run_cfg["source"], cfg["project"])  # also refuses a --project inside the image folder
     if input_dir is not None:
         check_source(input_dir, cfg["project"])
+    if out:  # the default, <run>/outputs, is under --project, which check_source keeps out of the input folders
+        out_dir = Path(out).expanduser().resolve()
+        for protected in {source, Path(input_dir).resolve() if input_dir else source}:
+            if out_dir == protected or protected in out_dir.parents:
+                raise UserError(f"--out {out_dir} is inside the input folder {protected}; outputs never go there")
     folder = new_run_dir(cfg["project"], "translate", cfg["name"])
     out_dir = Path(out).expanduser().resolve() if out else (folder / "outputs").resolve()
-    for protected in {source, Path(input_dir).resolve() if input_dir else source}:
-        if out_dir == protected or protected in out_dir.parents:
-            folder.rmdir()
-            raise UserError(f"--out {out_dir} is inside the input folder {protected}; outputs never go there")
     meta = {"command": "translate", "model": model, "preset": preset, "from": a, "to": b,
             "discover_run": str(discover_run.resolve()), "source": str(source), "input": input_dir,
             "out": str(out_dir), "version": __version__, "created": dt.datetime.now().isoformat(timespec="seconds"),
