@@ -44,6 +44,18 @@ RUN_OPTIONS = (
     Option("ckpt_every", 1000, "Save last.pt every N iterations (also on Ctrl-C and at the end).", int, 1),
 )
 
+# How a trainer uses the GPU; none of these changes the losses. "auto" picks what bench/train_speed.py measured best.
+SPEED_OPTIONS = (
+    Option("channels_last", "auto", "Channels-last memory format (auto = on for CUDA).", str,
+           choices=("auto", "on", "off")),
+    Option("fused_optim", "auto", "Fused (Adam) and multi-tensor (RMSprop) optimiser steps (auto = on for CUDA).", str,
+           choices=("auto", "on", "off")),
+    Option("compile", "auto", "torch.compile the guiding network and generator (auto = off until measured to pay; "
+           "the discriminator stays eager because R1 needs a double backward).", str, choices=("auto", "on", "off")),
+    Option("r1_every", 1, "Lazy R1: compute the penalty every N discriminator steps, weighted by N (1 = every step, "
+           "as in the paper).", int, 1, 64),
+)
+
 MAX_PIXELS = Option("max_pixels", 100_000_000, "Skip images with more pixels than this (decompression-bomb guard).",
                     int, 1)
 
@@ -90,6 +102,7 @@ DISCOVER = _opts(
            "supervise the class head, exclude rows are left out, other labels count as unlabelled."),
     Option("from_run", "", "Start from this discover run's weights (fine-tuning); its network sizes are reused."),
     *RUN_OPTIONS,
+    *SPEED_OPTIONS,
     *INPUT_OPTIONS,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
+from i2icurate.engines.distributed import Dist, broadcast_object, init_distributed, shutdown
 from i2icurate.engines.loop import Interrupted, run_loop
-from i2icurate.engines.tunit import TunitTrainer
+from i2icurate.engines.tunit import TunitTrainer, resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
@@ -83,7 +85,15 @@ def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console)
     return cache
 
 
-def _start_run(source: str | Path, preset: str | None, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def check_batch_split(batch_size: int, world: int) -> None:
+    """Under torchrun the batch size is the global one: every process takes an equal share."""
+    if batch_size % world:
+        raise UserError(f"--batch-size {batch_size} is the global batch and must divide over the {world} "
+                        "processes torchrun started")
+
+
+def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
+               world: int = 1) -> tuple[Path, dict[str, Any]]:
     parent = None
     if options.get("from_run"):
         parent = open_run(options["from_run"])
@@ -94,6 +104,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any]) 
         options["labels"] = str(Path(options["labels"]).expanduser().resolve())
         read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
     cfg = resolve("discover", preset, **options)
+    check_batch_split(cfg["batch_size"], world)
     root = check_source(source, cfg["project"])
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
     lineage = {"from_run": cfg["from_run"] or None, "labels": cfg["labels"] or None}
@@ -159,6 +170,44 @@ def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict
     return run, cfg
 
 
+def _setup(source: str | Path | None, preset: str | None, resume: str | Path | None, options: dict[str, Any],
+           console: Console, world: int) -> tuple[Path, dict[str, Any]]:
+    """Create (or reopen) the run and decode its images: rank 0's part before training starts."""
+    if resume is not None:
+        run, cfg = _resume_run(resume, options)
+    elif source is None:
+        raise UserError("give an image folder (or --resume RUN)")
+    else:
+        run, cfg = _start_run(source, preset, options, world)
+    console.print(f"run folder: [bold]{run}[/]")
+    cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
+    if not (cached and resume is not None):
+        prepare_images(Path(cfg["source"]), run, cfg, console)
+    n_images = len(read_csv(run / IMAGES_CSV))
+    if cfg["batch_size"] > n_images:
+        fits = n_images - n_images % world
+        console.print(f"[yellow]batch size {cfg['batch_size']} > {n_images} images: using {fits}[/]")
+        cfg["batch_size"] = fits
+        write_json(run / CONFIG_FILE, cfg)
+    check_batch_split(cfg["batch_size"], world)
+    return run, cfg
+
+
+def _shared_setup(dist: Dist, setup: Callable[[], tuple[Path, dict[str, Any]]]) -> tuple[Path, dict[str, Any]]:
+    """Run `setup` on rank 0 and hand its result (or its one-line error) to every rank."""
+    result: tuple[Path, dict[str, Any]] | str | None = None
+    if dist.is_main:
+        try:
+            result = setup()
+        except BaseException as exc:  # the other ranks wait in the broadcast below: release them, then fail
+            broadcast_object(dist, str(exc) or type(exc).__name__)
+            raise
+    result = broadcast_object(dist, result)
+    if isinstance(result, str):
+        raise SystemExit(2)  # rank 0 reports the error
+    return result
+
+
 def discover(
     source: str | Path | None = None,
     *,
@@ -167,44 +216,43 @@ def discover(
     console: Console | None = None,
     **options: Any,
 ) -> Path:
-    """Train TUNIT on an image folder (or continue a run with `resume`) and export its results; returns the run."""
+    """Train TUNIT on an image folder (or continue a run with `resume`) and export its results; returns the run.
+
+    Started by `torchrun --nproc_per_node N -m i2icurate discover ...`, it trains with DistributedDataParallel:
+    rank 0 prepares the run and exports it, every rank trains on its share of each batch.
+    """
+    dist, device_name = init_distributed(options.get("device") or "auto")
     console = console or Console()
-    if resume is not None:
-        run, cfg = _resume_run(resume, options)
-    elif source is None:
-        raise UserError("give an image folder (or --resume RUN)")
-    else:
-        run, cfg = _start_run(source, preset, options)
-    console.print(f"run folder: [bold]{run}[/]")
-
-    cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
-    if cached and resume is not None:
-        images = load_cache(run / "cache", cfg["img_size"])
-    else:
-        images = load_cache(prepare_images(Path(cfg["source"]), run, cfg, console).array_path.parent, cfg["img_size"])
-    paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
-    labels, pool = training_labels(run, paths, cfg["k"], console)
-    if cfg["batch_size"] > len(pool):
-        console.print(f"[yellow]batch size {cfg['batch_size']} > {len(pool)} images: using {len(pool)}[/]")
-        cfg["batch_size"] = len(pool)
-        write_json(run / CONFIG_FILE, cfg)
-
-    trainer = TunitTrainer(cfg, images, labels, pool)
-    if (run / LAST).is_file():
-        trainer.load_state_dict(load_checkpoint(run / LAST))
-        console.print(f"resuming from iteration {trainer.step_count}")
-    elif cfg.get("from_run"):
-        _load_parent_weights(trainer, Path(cfg["from_run"]))
-        console.print(f"starting from the weights of {cfg['from_run']}")
-    console.print(
-        f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
-        f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"
-        + (" with bf16 autocast" if trainer.amp_dtype is not None else "")
-    )
+    if not dist.is_main:
+        console = Console(quiet=True)
     try:
-        run_loop(trainer, run, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"], console,
-                 description="discover")
-    except Interrupted as exc:
-        raise Interrupted(f"{exc}; continue with `i2icurate discover --resume {run}`") from None
-    export_run(run, console)
+        run, cfg = _shared_setup(dist, lambda: _setup(source, preset, resume, options, console, dist.world))
+        images = load_cache(run / "cache", cfg["img_size"])
+        paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
+        labels, pool = training_labels(run, paths, cfg["k"], console)
+        trainer = TunitTrainer(cfg, images, labels, pool, dist=dist,
+                               device=resolve_device(device_name) if dist.enabled else None)
+        if (run / LAST).is_file():
+            trainer.load_state_dict(load_checkpoint(run / LAST))
+            console.print(f"resuming from iteration {trainer.step_count}")
+        elif cfg.get("from_run"):
+            _load_parent_weights(trainer, Path(cfg["from_run"]))
+            console.print(f"starting from the weights of {cfg['from_run']}")
+        console.print(
+            f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
+            f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"
+            + (" with bf16 autocast" if trainer.amp_dtype is not None else "")
+            + (f", {dist.world} processes (DistributedDataParallel)" if dist.enabled else "")
+        )
+        try:
+            run_loop(trainer, run, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"], console,
+                     description="discover", dist=dist)
+        except Interrupted as exc:
+            if not dist.is_main:
+                raise SystemExit(130) from None  # rank 0 reports the interruption
+            raise Interrupted(f"{exc}; continue with `i2icurate discover --resume {run}`") from None
+    finally:
+        shutdown(dist)
+    if dist.is_main:
+        export_run(run, console)
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -66,15 +67,55 @@ class MixedSampler:
 
 
 class BatchSource:
-    """Turns sampled indices into uint8 batches on the training device (pinned host copies on CUDA)."""
+    """Turns sampled indices into uint8 batches on the training device.
 
-    def __init__(self, images: np.ndarray, sampler: EpochSampler | MixedSampler, device: torch.device) -> None:
+    Distributed runs: every rank draws the same global batch and keeps its `shard` (rank, world) of it, so the
+    ranks see disjoint images and the sampler state is the same everywhere. On CUDA the next batch is read and
+    pinned by a background thread while the current step runs; `state_dict` is the sampler state before that
+    look-ahead, so a resume draws exactly the batches a non-stop run would.
+    """
+
+    def __init__(self, images: np.ndarray, sampler: EpochSampler | MixedSampler, device: torch.device,
+                 shard: tuple[int, int] = (0, 1), prefetch: bool | None = None) -> None:
         self.images, self.sampler, self.device = images, sampler, device
+        self.rank, self.world = shard
+        self.prefetch = device.type == "cuda" if prefetch is None else prefetch
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[dict[str, Any], np.ndarray, Future[torch.Tensor]] | None = None
+
+    def _draw(self) -> np.ndarray:
+        return self.sampler.next_indices()[self.rank :: self.world]
+
+    def _read(self, idx: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
+        return batch.pin_memory() if self.device.type == "cuda" else batch
+
+    def _submit(self) -> tuple[dict[str, Any], np.ndarray, Future[torch.Tensor]]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="i2icurate-batches")
+        state = self.sampler.state_dict()
+        idx = self._draw()
+        return state, idx, self._pool.submit(self._read, idx)
 
     def next(self) -> tuple[np.ndarray, torch.Tensor]:
         """The next batch's indices and its (B, H, W, 3) uint8 tensor on the device."""
-        idx = self.sampler.next_indices()
-        batch = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        return idx, batch
+        if not self.prefetch:
+            idx = self._draw()
+            return idx, self._read(idx).to(self.device, non_blocking=True)
+        if self._pending is None:
+            self._pending = self._submit()
+        _, idx, future = self._pending
+        host = future.result()
+        self._pending = self._submit()
+        return idx, host.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler state of the next batch `next` will return."""
+        return self._pending[0] if self._pending is not None else self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict` (a pending look-ahead is dropped)."""
+        if self._pending is not None:
+            self._pending[2].result()
+            self._pending = None
+        self.sampler.load_state_dict(state)

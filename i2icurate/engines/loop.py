@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from i2icurate.engines.checkpoint import LAST, save_checkpoint
+from i2icurate.engines.distributed import SINGLE, Dist, any_rank
 from i2icurate.engines.logger import STATS, RunLogger
 from i2icurate.runs import write_text
 
@@ -82,11 +83,18 @@ def run_loop(
     ckpt_every: int,
     console: Console,
     description: str = "training",
+    dist: Dist = SINGLE,
 ) -> None:
-    """Run `trainer.step` from `trainer.step_count` to `total`; raises Interrupted after saving on Ctrl-C."""
-    logger = RunLogger(run_dir)
+    """Run `trainer.step` from `trainer.step_count` to `total`; raises Interrupted after saving on Ctrl-C.
+
+    Under torchrun every rank runs the loop; rank 0 alone shows progress, logs and writes checkpoints, and a stop
+    request seen by any rank stops all of them after the same step.
+    """
+    main = dist.is_main
+    logger = RunLogger(run_dir) if main else None
     start = trainer.step_count
-    trim_stats(run_dir, start)
+    if main:
+        trim_stats(run_dir, start)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=24),
@@ -100,30 +108,37 @@ def run_loop(
     last_saved = start
     tick, tick_step = time.perf_counter(), start
     try:
-        with _graceful_stop() as flag, Progress(*columns, console=console, transient=False) as progress:
+        with _graceful_stop() as flag, Progress(*columns, console=console, disable=not main) as progress:
             task = progress.add_task(description, total=total, completed=start, rate="", losses="")
             for i in range(start, total):
                 values = trainer.step(i)
                 trainer.step_count = i + 1
                 done = i + 1
-                if done % log_every == 0 or done == total:
+                if main and (done % log_every == 0 or done == total):
                     now = time.perf_counter()
                     rate = (done - tick_step) / max(now - tick, 1e-9)
                     tick, tick_step = now, done
                     logger.scalars(done, values, {"speed/it_per_s": rate})
                     progress.update(task, rate=f"{rate:.2f} it/s", losses=_loss_text(values))
-                if done % sample_every == 0 or done == total:
+                if main and (done % sample_every == 0 or done == total):
                     for tag, grid in trainer.samples().items():
                         logger.images(done, tag, grid)
                 if done % ckpt_every == 0 or done == total:
-                    save_checkpoint(run_dir / LAST, trainer.state_dict())
+                    _save(trainer, run_dir, main)
                     last_saved = done
                 progress.update(task, completed=done)
-                if flag["stop"]:
+                if any_rank(dist, flag["stop"]):
                     break
         if trainer.step_count < total:
             if last_saved != trainer.step_count:
-                save_checkpoint(run_dir / LAST, trainer.state_dict())
+                _save(trainer, run_dir, main)
             raise Interrupted(f"stopped at iteration {trainer.step_count}/{total}; checkpoint saved")
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
+
+
+def _save(trainer: Trainer, run_dir: Path, main: bool) -> None:
+    state = trainer.state_dict()  # on every rank: distributed trainers gather per-rank state here
+    if main:
+        save_checkpoint(run_dir / LAST, state)

@@ -6,11 +6,18 @@ Differences from the reference implementation, all of which keep the losses and 
   discriminator step (detached) and the generator step (the generator and guiding network do not change in between);
 - the discriminator is frozen (requires_grad off) during the generator step instead of collecting unused gradients;
 - the queue and every random generator are part of the checkpoint, so resume is exact.
+
+Speed (`SpeedSettings`, all optional and loss-preserving): channels-last tensors, fused/multi-tensor optimiser
+steps, torch.compile of E and G, lazy R1. Under torchrun the networks are wrapped in DistributedDataParallel, the
+global batch is split over ranks, IIC's joint distribution is summed over ranks and the MoCo queue receives every
+rank's keys, so each rank optimises the loss of the whole batch.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +28,7 @@ from torchvision.utils import make_grid
 from i2icurate.data.augment import positive_pair
 from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
+from i2icurate.engines.distributed import SINGLE, Dist, all_gather_rows, all_reduce_sum, gather_objects
 from i2icurate.models.tunit import Discriminator, Generator, GuidingNetwork
 from i2icurate.models.tunit.losses import StyleQueue, d_hinge_loss, g_adv_loss, iic_loss, moco_loss, r1_penalty
 
@@ -37,6 +45,32 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How the step runs on the hardware; resolved from the run's options and device."""
+
+    channels_last: bool = False
+    fused_optim: bool = False
+    compile: bool = False
+    r1_every: int = 1
+
+
+def speed_settings(cfg: dict[str, Any], device: torch.device) -> SpeedSettings:
+    """Resolve the 'auto' speed options for `device` (runs made before these options existed get the defaults)."""
+    cuda = device.type == "cuda"
+
+    def on(name: str, auto: bool) -> bool:
+        value = cfg.get(name, "auto")
+        return auto if value == "auto" else value == "on"
+
+    return SpeedSettings(
+        channels_last=on("channels_last", cuda),
+        fused_optim=on("fused_optim", cuda),
+        compile=on("compile", False),
+        r1_every=int(cfg.get("r1_every", 1)),
+    )
 
 
 def build_networks(cfg: dict[str, Any]) -> dict[str, nn.Module]:
@@ -79,30 +113,70 @@ class TunitTrainer:
     """Holds the networks, their EMA copies, optimisers, queue and generators of one discover run."""
 
     def __init__(self, cfg: dict[str, Any], images: np.ndarray, labels: np.ndarray | None = None,
-                 pool: np.ndarray | None = None) -> None:
+                 pool: np.ndarray | None = None, dist: Dist = SINGLE, device: torch.device | None = None) -> None:
         """`images`: (N, S, S, 3) uint8 cache; `labels`: optional (N,) int64, -1 = unlabelled (semi-supervised);
-        `pool`: the indices to train on (default all; a reviewer's excluded images are left out)."""
-        self.cfg = cfg
-        self.device = resolve_device(cfg["device"])
+        `pool`: the indices to train on (default all; a reviewer's excluded images are left out); `dist`: this
+        process's rank under torchrun (the batch size is the global one and must divide by the world size)."""
+        self.cfg, self.dist = cfg, dist
+        self.device = device or resolve_device(cfg["device"])
         self.amp_dtype = autocast_dtype(cfg["precision"], self.device)
+        self.speed = speed_settings(cfg, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if cfg["batch_size"] % dist.world:
+            raise ValueError(f"batch size {cfg['batch_size']} does not divide over {dist.world} processes")
         torch.manual_seed(cfg["seed"])
         nets = build_networks(cfg)
-        self.E, self.G, self.D = (nets[n].to(self.device) for n in ("E", "G", "D"))
+        fmt = torch.channels_last if self.speed.channels_last else torch.preserve_format
+        self.E, self.G, self.D = (nets[n].to(self.device, memory_format=fmt) for n in ("E", "G", "D"))
         self.E_ema, self.G_ema = copy.deepcopy(self.E), copy.deepcopy(self.G)
         for net in (self.E_ema, self.G_ema):
             net.requires_grad_(False)
-        self.opt_e = torch.optim.Adam(self.E.parameters(), lr=cfg["lr_e"], weight_decay=cfg["wd_e"])
-        self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg["lr_g"], weight_decay=cfg["wd_gd"])
-        self.opt_d = torch.optim.RMSprop(self.D.parameters(), lr=cfg["lr_d"], weight_decay=cfg["wd_gd"])
+        fused = {"fused": True} if self.speed.fused_optim and self.device.type == "cuda" else {}
+        foreach = {"foreach": True} if self.speed.fused_optim else {}
+        self.opt_e = torch.optim.Adam(self.E.parameters(), lr=cfg["lr_e"], weight_decay=cfg["wd_e"], **fused)
+        self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg["lr_g"], weight_decay=cfg["wd_gd"], **foreach)
+        self.opt_d = torch.optim.RMSprop(self.D.parameters(), lr=cfg["lr_d"], weight_decay=cfg["wd_gd"], **foreach)
+        self._wrap_for_training()
         self.queue = StyleQueue(cfg["queue_size"], cfg["style_dim"], self.device)
         self.sampler = make_sampler(len(images), cfg["batch_size"], cfg["seed"], labels, pool)
-        self.batches = BatchSource(images, self.sampler, self.device)
+        self.batches = BatchSource(images, self.sampler, self.device, shard=(dist.rank, dist.world))
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 1)
-        self.perm_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 2)
+        # each rank augments and permutes its own share of the batch with its own streams
+        offset = 7919 * dist.rank
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 1 + offset)
+        self.perm_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 2 + offset)
+        self.joint_reduce = partial(all_reduce_sum, dist) if dist.enabled else None
         self.gan_start, self.ema_g_start = phase_steps(cfg)
         self.step_count = 0
         self._preview: torch.Tensor | None = None
+
+    def _wrap_for_training(self) -> None:
+        """The callables the step trains through: DDP wrappers and compiled modules around the same parameters.
+
+        The raw modules keep the state (checkpoints, EMA, previews). E runs under DDP with find_unused_parameters
+        because the generator step's backward never reaches its class head; the frozen discriminator of the
+        generator step runs outside DDP, which would otherwise wait for gradients that never come.
+        """
+        self.run_E: nn.Module = self.E
+        self.run_G: nn.Module = self.G
+        self.run_D: nn.Module = self.D
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.device.type == "cuda":
+                self.E = nn.SyncBatchNorm.convert_sync_batchnorm(self.E)  # statistics of the whole batch
+            self.run_E = DDP(self.E, device_ids=ids, find_unused_parameters=True)
+            self.run_G = DDP(self.G, device_ids=ids)
+            self.run_D = DDP(self.D, device_ids=ids)
+        self.run_D_frozen: nn.Module = self.D
+        if self.speed.compile:
+            self.run_E = torch.compile(self.run_E)
+            self.run_G = torch.compile(self.run_G)
+            self.run_D_frozen = torch.compile(self.D)
 
     # ------------------------------------------------------------------ one iteration
     def _autocast(self):
@@ -126,17 +200,19 @@ class TunitTrainer:
         cfg = self.cfg
         idx, batch = self.batches.next()
         x, x_aug = positive_pair(batch, self.aug_gen)
+        if self.speed.channels_last:
+            x, x_aug = (t.contiguous(memory_format=torch.channels_last) for t in (x, x_aug))
         b = x.shape[0]
         gan = i >= self.gan_start
         out: dict[str, float] = {}
 
         # 1. guiding network: IIC on the class head, contrastive on the style head (keys from the EMA copy)
         with self._autocast():
-            logits, styles = self.E(torch.cat([x, x_aug]))
+            logits, styles = self.run_E(torch.cat([x, x_aug]))
             with torch.no_grad():
                 _, keys = self.E_ema(x_aug)
         keys = keys.float()
-        loss_iic = iic_loss(logits[:b], logits[b:])
+        loss_iic = iic_loss(logits[:b], logits[b:], joint_reduce=self.joint_reduce)
         loss_moco = moco_loss(styles[:b], keys, self.queue.negatives(), cfg["temperature"])
         loss_e = cfg["w_moco"] * loss_moco + cfg["w_iic"] * loss_iic
         loss_sup = self._supervised_ce(logits, idx)
@@ -151,8 +227,8 @@ class TunitTrainer:
         out.update({"loss/iic": loss_iic.item(), "loss/moco": loss_moco.item()})
 
         if gan:
-            out.update(self._gan_step(x, idx, b))
-        self.queue.push(keys.detach())
+            out.update(self._gan_step(i, x, idx, b))
+        self.queue.push(all_gather_rows(self.dist, keys.detach()))
         ema_update(self.E_ema, self.E, cfg["ema_beta"])
         if i == self.ema_g_start:
             self.G_ema.load_state_dict(self.G.state_dict())
@@ -168,33 +244,37 @@ class TunitTrainer:
             y = torch.where(known >= 0, known, y)
         return y
 
-    def _gan_step(self, x: torch.Tensor, idx: np.ndarray, b: int) -> dict[str, float]:
+    def _gan_step(self, i: int, x: torch.Tensor, idx: np.ndarray, b: int) -> dict[str, float]:
         cfg = self.cfg
         perm = torch.randperm(b, generator=self.perm_gen, device=self.device)
         with self._autocast():
-            logits, s_src = self.E(x)
+            logits, s_src = self.run_E(x, grad_logits=False)
             y = self._pseudo_labels(logits, idx)
             s_ref, x_ref, y_ref = s_src[perm], x[perm], y[perm]
-            content = self.G.encode(x)
-            fake, rec = self.G.decode(torch.cat([content, content]), torch.cat([s_ref, s_src])).chunk(2)
+            fake, rec = self.run_G(x, torch.cat([s_ref, s_src])).chunk(2)  # one content pass for both
 
-        # 2. discriminator: hinge on real references vs. translations, R1 on the reals
+        # 2. discriminator: hinge on real references vs. translations, R1 on the reals (every r1_every steps)
         self.D.requires_grad_(True)
-        real = x_ref.detach().requires_grad_(True)
+        every = self.speed.r1_every
+        with_r1 = (i - self.gan_start) % every == 0
+        real = x_ref.detach().requires_grad_(with_r1)
         with self._autocast():
-            d_real = self.D(real, y_ref)
-            d_fake = self.D(fake.detach(), y_ref)
+            d_real = self.run_D(real, y_ref)
+            d_fake = self.run_D(fake.detach(), y_ref)
         loss_d_adv = d_hinge_loss(d_real, d_fake)
-        loss_r1 = r1_penalty(d_real, real)
+        loss_d = loss_d_adv
+        if with_r1:
+            loss_r1 = r1_penalty(d_real, real)
+            loss_d = loss_d + cfg["w_r1"] * every * loss_r1
         self.opt_d.zero_grad(set_to_none=True)
-        (loss_d_adv + cfg["w_r1"] * loss_r1).backward()
+        loss_d.backward()
         self.opt_d.step()
 
         # 3. generator and guiding network: adversarial on translation and reconstruction, L1, style contrastive
         self.D.requires_grad_(False)
         with self._autocast():
-            d_out = self.D(torch.cat([fake, rec]), torch.cat([y_ref, y]))
-            _, s_fake = self.E(fake)
+            d_out = self.run_D_frozen(torch.cat([fake, rec]), torch.cat([y_ref, y]))
+            _, s_fake = self.run_E(fake, grad_logits=False)
             with torch.no_grad():
                 _, key_ref = self.E_ema(x_ref)
         loss_adv = g_adv_loss(d_out[:b], d_out[b:])
@@ -206,13 +286,15 @@ class TunitTrainer:
         loss_g.backward()
         self.opt_g.step()
         self.opt_e.step()
-        return {
+        out = {
             "loss/d_adv": loss_d_adv.item(),
-            "loss/r1": loss_r1.item(),
             "loss/g_adv": loss_adv.item(),
             "loss/rec": loss_rec.item(),
             "loss/g_style": loss_sty.item(),
         }
+        if with_r1:
+            out["loss/r1"] = loss_r1.item()
+        return out
 
     # ------------------------------------------------------------------ pictures and state
     @torch.no_grad()
@@ -244,10 +326,16 @@ class TunitTrainer:
             "models": {n: getattr(self, n).state_dict() for n in ("E", "G", "D", "E_ema", "G_ema")},
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_e", "opt_g", "opt_d")},
             "queue": self.queue.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "generators": {"aug": self.aug_gen.get_state(), "perm": self.perm_gen.get_state()},
-            "rng": rng_state(),
+            "sampler": self.batches.state_dict(),
+            **self._random_state(),
         }
+
+    def _random_state(self) -> dict[str, Any]:
+        """This rank's generators and global RNG; under torchrun every rank's, gathered (a collective call)."""
+        own = {"generators": {"aug": self.aug_gen.get_state(), "perm": self.perm_gen.get_state()}, "rng": rng_state()}
+        if not self.dist.enabled:
+            return own
+        return {**own, "ranks": gather_objects(self.dist, own)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict` (tensors may come from the CPU)."""
@@ -256,8 +344,14 @@ class TunitTrainer:
         for name, opt_state in state["optimizers"].items():
             getattr(self, name).load_state_dict(opt_state)
         self.queue.load_state_dict(state["queue"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.aug_gen.set_state(state["generators"]["aug"])
-        self.perm_gen.set_state(state["generators"]["perm"])
-        set_rng_state(state["rng"])
+        self.batches.load_state_dict(state["sampler"])
+        own = state
+        if self.dist.enabled:
+            ranks = state.get("ranks") or []
+            # resumed with another number of processes: this rank keeps its freshly seeded streams
+            own = ranks[self.dist.rank] if len(ranks) == self.dist.world else None
+        if own is not None:
+            self.aug_gen.set_state(own["generators"]["aug"])
+            self.perm_gen.set_state(own["generators"]["perm"])
+            set_rng_state(own["rng"])
         self.step_count = int(state["step"])

@@ -271,7 +271,7 @@ class Translator:
             "models": {n: getattr(self, n).state_dict() for n in ("G", "D", "F")},
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_g", "opt_d", "opt_f")},
             "schedulers": {n: s.state_dict() for n, s in self.scheds.items()},
-            "samplers": {"a": self.sampler_a.state_dict(), "b": self.sampler_b.state_dict()},
+            "samplers": {"a": self.batches_a.state_dict(), "b": self.batches_b.state_dict()},
             "generators": {n: g.get_state() for n, g in self.gens.items()},
             "rng": rng_state(),
         }
@@ -284,8 +284,8 @@ class Translator:
             getattr(self, name).load_state_dict(opt_state)
         for name, sched_state in state["schedulers"].items():
             self.scheds[name].load_state_dict(sched_state)
-        self.sampler_a.load_state_dict(state["samplers"]["a"])
-        self.sampler_b.load_state_dict(state["samplers"]["b"])
+        self.batches_a.load_state_dict(state["samplers"]["a"])
+        self.batches_b.load_state_dict(state["samplers"]["b"])
         for name, gen_state in state["generators"].items():
             self.gens[name].set_state(gen_state)
         set_rng_state(state["rng"])

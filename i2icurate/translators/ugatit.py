@@ -270,7 +270,7 @@ class Translator:
             "models": {n: getattr(self, n).state_dict() for n in self._model_names()},
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_g", "opt_d")},
             "schedulers": {n: getattr(self, n).state_dict() for n in ("sched_g", "sched_d")},
-            "samplers": {d: s.state_dict() for d, s in self.samplers.items()},
+            "samplers": {d: b.state_dict() for d, b in self.sources.items()},
             "generators": {"aug": self.aug_gen.get_state()},
             "rng": rng_state(),
         }
@@ -284,7 +284,7 @@ class Translator:
         for name, sched_state in state["schedulers"].items():
             getattr(self, name).load_state_dict(sched_state)
         for domain, sampler_state in state["samplers"].items():
-            self.samplers[domain].load_state_dict(sampler_state)
+            self.sources[domain].load_state_dict(sampler_state)
         self.aug_gen.set_state(state["generators"]["aug"])
         set_rng_state(state["rng"])
         self.step_count = int(state["step"])

@@ -99,4 +99,12 @@ class Generator(nn.Module):
         return self.decoder(content, self.mlp(style))
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        return self.decode(self.encode(x), style)
+        """``Dec(Enc(x), MLP(style))``. ``style`` may hold n codes per image (n·B rows, code j for image j mod B):
+        the content is encoded once and reused, and the n·B outputs come back in the same order."""
+        content = self.encode(x)
+        repeats, rest = divmod(style.shape[0], content.shape[0])
+        if rest or not repeats:
+            raise ValueError(f"{style.shape[0]} style codes for {content.shape[0]} images: need a multiple")
+        if repeats > 1:
+            content = content.repeat(repeats, 1, 1, 1)
+        return self.decode(content, style)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 # VGG-11 channel plan at the reference width 64; "M" is a 2x2 max-pool.
@@ -54,7 +55,15 @@ class GuidingNetwork(nn.Module):
         """Globally pooled trunk features (B x feat_dim)."""
         return self.pool(self.trunk(x)).flatten(1)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (pseudo-domain logits B x k, style code B x style_dim)."""
+    def forward(self, x: Tensor, grad_logits: bool = True) -> tuple[Tensor, Tensor]:
+        """Return (pseudo-domain logits B x k, style code B x style_dim).
+
+        ``grad_logits=False`` computes the logits without a graph (pseudo-labels only): a backward pass from the
+        style code then leaves the class head untouched, which DistributedDataParallel must know at forward time.
+        """
         f = self.features(x)
-        return self.disc(f), self.cont(f)
+        if grad_logits:
+            return self.disc(f), self.cont(f)
+        with torch.no_grad():
+            logits = self.disc(f)
+        return logits, self.cont(f)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,15 +18,20 @@ def _no_autocast(t: Tensor) -> torch.autocast:
     return torch.autocast(device_type=t.device.type, enabled=False)
 
 
-def iic_loss(logits_a: Tensor, logits_b: Tensor, eps: float = 1e-10) -> Tensor:
+def iic_loss(logits_a: Tensor, logits_b: Tensor, eps: float = 1e-10,
+             joint_reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Negative mutual information between the cluster assignments of two views (minimum ``-ln k``).
 
     Joint ``P = sum_b p_b p+_b^T``, symmetrised and normalised; P and its marginals are clamped at ``eps``.
+    ``joint_reduce`` (distributed training) sums the unnormalised joint over processes, so the loss is that of the
+    whole batch rather than of this process's share.
     """
     with _no_autocast(logits_a):
         p = F.softmax(logits_a.float(), dim=1)
         p_plus = F.softmax(logits_b.float(), dim=1)
         joint = p.t() @ p_plus
+        if joint_reduce is not None:
+            joint = joint_reduce(joint)
         joint = (joint + joint.t()) / 2
         joint = joint / joint.sum()
         p_i = joint.sum(dim=1, keepdim=True).expand_as(joint).clamp(min=eps)

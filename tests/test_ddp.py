@@ -1,0 +1,153 @@
+"""Distributed training on the CPU: two processes on the gloo backend, as `torchrun` would start them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from i2icurate.config import resolve
+from i2icurate.data.cache import build_cache, load_cache
+from i2icurate.data.scan import scan_folder
+from i2icurate.engines.checkpoint import load_checkpoint
+from i2icurate.models.tunit.losses import iic_loss
+from i2icurate.runs import read_csv
+from tests.conftest import TOY_DISCOVER
+
+WORLD = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join(rank: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+
+
+def _iic_worker(rank: int, port: int, out: str) -> None:
+    """Each rank: IIC on its half of a fixed batch with the joint summed over ranks; gradients averaged as DDP does."""
+    from i2icurate.engines.distributed import all_reduce_sum, init_distributed, shutdown
+
+    _join(rank, port)
+    dist, _ = init_distributed("cpu")
+    gen = torch.Generator().manual_seed(0)
+    x, x_aug = torch.randn(16, 8, generator=gen), torch.randn(16, 8, generator=gen)
+    weight = torch.randn(8, 5, generator=gen).requires_grad_(True)
+    half = slice(rank * 8, rank * 8 + 8)
+    loss = iic_loss(x[half] @ weight, x_aug[half] @ weight, joint_reduce=lambda j: all_reduce_sum(dist, j))
+    loss.backward()
+    torch.distributed.all_reduce(weight.grad)
+    weight.grad /= WORLD
+    if rank == 0:
+        Path(out).write_text(json.dumps({"loss": loss.item(), "grad": weight.grad.flatten().tolist()}))
+    shutdown(dist)
+
+
+def test_iic_gathered_over_ranks_equals_the_whole_batch(tmp_path):
+    out = tmp_path / "iic.json"
+    mp.spawn(_iic_worker, args=(_free_port(), str(out)), nprocs=WORLD)
+    got = json.loads(out.read_text())
+
+    gen = torch.Generator().manual_seed(0)
+    x, x_aug = torch.randn(16, 8, generator=gen), torch.randn(16, 8, generator=gen)
+    weight = torch.randn(8, 5, generator=gen).requires_grad_(True)
+    loss = iic_loss(x @ weight, x_aug @ weight)
+    loss.backward()
+    assert got["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    np.testing.assert_allclose(got["grad"], weight.grad.flatten().numpy(), rtol=1e-4, atol=1e-7)
+
+
+def _trainer_worker(rank: int, port: int, cache_dir: str, out: str) -> None:
+    """Each rank trains the same toy TUNIT through the GAN phase, then reports checksums of everything shared."""
+    from i2icurate.engines.distributed import gather_objects, init_distributed, shutdown
+    from i2icurate.engines.tunit import TunitTrainer
+
+    _join(rank, port)
+    dist, device = init_distributed("cpu")
+    toy = {k: v for k, v in TOY_DISCOVER.items() if k != "preset"}
+    cfg = resolve("discover", TOY_DISCOVER["preset"], **{**toy, "iters": 8, "device": "cpu"})
+    trainer = TunitTrainer(cfg, load_cache(Path(cache_dir), 32), dist=dist, device=torch.device(device))
+    losses = []
+    for i in range(cfg["iters"]):
+        losses.append(trainer.step(i))
+        trainer.step_count = i + 1
+    idx, _ = trainer.batches.next()
+    state = trainer.state_dict()
+    sums = {name: [float(p.double().sum()) for p in getattr(trainer, name).parameters()]
+            for name in ("E", "G", "D", "E_ema", "G_ema")}
+    report = {"sums": sums, "queue": float(trainer.queue.negatives().double().sum()), "next_idx": idx.tolist(),
+              "ranks_in_state": len(state["ranks"]), "losses": losses}
+    everyone = gather_objects(dist, report)
+    if rank == 0:
+        Path(out).write_text(json.dumps(everyone))
+    shutdown(dist)
+
+
+def test_ranks_stay_in_sync_and_see_disjoint_shards(animal_folder, tmp_path):
+    scan = scan_folder(animal_folder)
+    build_cache(animal_folder, scan.files, 32, tmp_path / "cache", workers=1, max_pixels=10**8)
+    out = tmp_path / "ranks.json"
+    mp.spawn(_trainer_worker, args=(_free_port(), str(tmp_path / "cache"), str(out)), nprocs=WORLD)
+    r0, r1 = json.loads(out.read_text())
+
+    # DDP keeps every network (and so the EMA copies) identical; the queue holds both ranks' keys in the same order
+    for name in r0["sums"]:
+        np.testing.assert_allclose(r0["sums"][name], r1["sums"][name], rtol=1e-6, atol=1e-6, err_msg=name)
+    assert r0["queue"] == pytest.approx(r1["queue"], rel=1e-6)
+    # the global batch of 16 is split: 8 images each, never the same ones
+    assert len(r0["next_idx"]) == len(r1["next_idx"]) == 8
+    assert not set(r0["next_idx"]) & set(r1["next_idx"])
+    assert r0["ranks_in_state"] == WORLD
+    # the GAN phase ran (warm-up is half of 8 iterations) with finite losses on both ranks
+    for report in (r0, r1):
+        assert "loss/d_adv" in report["losses"][-1]
+        assert all(np.isfinite(v) for step in report["losses"] for v in step.values())
+
+
+def test_torchrun_discover_end_to_end(animal_folder, tmp_path):
+    project = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "i2icurate", "discover", str(animal_folder), "--preset", "tiny", "--iters", "10",
+           "--warmup-frac", "0.5", "--batch-size", "16", "--log-every", "2", "--ckpt-every", "5", "--workers", "1",
+           "--device", "cpu", "--project", str(project), "--name", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = list((project / "discover").iterdir())
+    assert [r.name for r in runs] == ["ddp1"]  # one run folder, made by rank 0 only
+    run = runs[0]
+    assert len(read_csv(run / "assignments.csv")) == 200
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10]  # logged once, by rank 0
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 10 and len(state["ranks"]) == WORLD
+    assert proc.stdout.count("run folder:") == 1
+
+
+def test_batch_that_does_not_divide_over_the_ranks_is_a_one_line_error(animal_folder, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "i2icurate", "discover", str(animal_folder), "--preset", "tiny", "--iters", "4",
+           "--batch-size", "15", "--workers", "1", "--device", "cpu", "--project", str(tmp_path / "runs")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("error: --batch-size 15 is the global batch and must divide over the 2 processes") == 1
+    assert not re.search(r'File ".*i2icurate/', proc.stderr)  # torchrun reports the failure; our code no traceback
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
