@@ -96,7 +96,9 @@ def _translator_names() -> list[str]:
 @cli.command("translate")
 @click.option("--from", "from_", default=None, help="Source cluster id (domain A), e.g. 3 or cluster_3.")
 @click.option("--to", default=None, help="Target cluster id (domain B).")
-@click.option("--run", default=None, type=click.Path(), help="Discover run folder (default: the newest).")
+@click.option("--run", "--discover-run", "run", default=None, type=click.Path(),
+              help="Discover run folder (default: the newest). Under torchrun spell it --discover-run: torchrun "
+              "reads --run as an abbreviation of its own --run-path.")
 @click.option("--model", type=click.Choice(_translator_names()), default="tunit", show_default=True,
               help="tunit: instant, the discover run's generator; ugatit / srunit: trained on the two clusters.")
 @click.option("--input", "input_dir", default=None, type=click.Path(), help="Translate this folder instead of A.")

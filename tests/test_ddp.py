@@ -151,3 +151,63 @@ def test_batch_that_does_not_divide_over_the_ranks_is_a_one_line_error(animal_fo
     assert proc.stderr.count("error: --batch-size 15 is the global batch and must divide over the 2 processes") == 1
     assert not re.search(r'File ".*i2icurate/', proc.stderr)  # torchrun reports the failure; our code no traceback
     assert not (tmp_path / "runs").exists()  # refused before any run folder was made
+
+
+def _translator_worker(rank: int, port: int, cache_dir: str, out: str) -> None:
+    """Each rank trains U-GAT-IT and SRUNIT (tiny) for a few steps, then reports parameter checksums."""
+    from i2icurate.commands.translate import resolve_translate
+    from i2icurate.engines.distributed import gather_objects, init_distributed, shutdown
+    from i2icurate.translators import base
+
+    _join(rank, port)
+    dist, device = init_distributed("cpu")
+    images = load_cache(Path(cache_dir), 32)
+    report = {}
+    for model in ("ugatit", "srunit"):
+        cfg = resolve_translate(model, "tiny", {"batch_size": 4, "iters": 8, "device": "cpu"})
+        translator = base.load(model).Translator(cfg, images[:100], images[100:], torch.device(device), dist=dist)
+        losses = [translator.step(i) for i in range(3)]
+        nets = {n: m for n, m in vars(translator).items() if isinstance(m, torch.nn.Module)}
+        report[model] = {"sums": {n: float(sum(p.double().sum() for p in m.parameters())) for n, m in nets.items()},
+                         "finite": all(np.isfinite(v) for step in losses for v in step.values()),
+                         "next_a": translator.batches_a.next()[0].tolist() if model == "srunit" else
+                         translator.sources["a"].next()[0].tolist()}
+    everyone = gather_objects(dist, report)
+    if rank == 0:
+        Path(out).write_text(json.dumps(everyone))
+    shutdown(dist)
+
+
+def test_translators_average_gradients_across_ranks(animal_folder, tmp_path):
+    scan = scan_folder(animal_folder)
+    build_cache(animal_folder, scan.files, 32, tmp_path / "cache", workers=1, max_pixels=10**8)
+    out = tmp_path / "translators.json"
+    mp.spawn(_translator_worker, args=(_free_port(), str(tmp_path / "cache"), str(out)), nprocs=WORLD)
+    r0, r1 = json.loads(out.read_text())
+    for model in ("ugatit", "srunit"):
+        assert r0[model]["sums"].keys() == r1[model]["sums"].keys() and len(r0[model]["sums"]) >= 2
+        for name, value in r0[model]["sums"].items():
+            assert r1[model]["sums"][name] == pytest.approx(value, rel=1e-6, abs=1e-6), (model, name)
+        assert r0[model]["finite"] and r1[model]["finite"]
+        assert len(r0[model]["next_a"]) == 2 and not set(r0[model]["next_a"]) & set(r1[model]["next_a"])
+
+
+def test_torchrun_translate_end_to_end(toy_discover_run, tmp_path):
+    from collections import Counter
+
+    counts = Counter(int(r["cluster"]) for r in read_csv(toy_discover_run / "assignments.csv"))
+    (a, n_a), (b, _) = counts.most_common(2)
+    project = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "i2icurate", "translate", "--discover-run", str(toy_discover_run), "--from", str(a), "--to", str(b),
+           "--model", "srunit", "--preset", "tiny", "--iters", "3", "--batch-size", "2", "--log-every", "1",
+           "--workers", "1", "--device", "cpu", "--project", str(project)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = list((project / "translate").iterdir())
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert len(list((run / "outputs").rglob("*.png"))) == n_a  # written once, by rank 0
+    assert proc.stdout.count("run folder:") == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
-from i2icurate.engines.distributed import Dist, broadcast_object, init_distributed, shutdown
+from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.loop import Interrupted, run_loop
 from i2icurate.engines.tunit import TunitTrainer, resolve_device
 from i2icurate.errors import UserError
@@ -193,21 +192,6 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
     return run, cfg
 
 
-def _shared_setup(dist: Dist, setup: Callable[[], tuple[Path, dict[str, Any]]]) -> tuple[Path, dict[str, Any]]:
-    """Run `setup` on rank 0 and hand its result (or its one-line error) to every rank."""
-    result: tuple[Path, dict[str, Any]] | str | None = None
-    if dist.is_main:
-        try:
-            result = setup()
-        except BaseException as exc:  # the other ranks wait in the broadcast below: release them, then fail
-            broadcast_object(dist, str(exc) or type(exc).__name__)
-            raise
-    result = broadcast_object(dist, result)
-    if isinstance(result, str):
-        raise SystemExit(2)  # rank 0 reports the error
-    return result
-
-
 def discover(
     source: str | Path | None = None,
     *,
@@ -226,7 +210,7 @@ def discover(
     if not dist.is_main:
         console = Console(quiet=True)
     try:
-        run, cfg = _shared_setup(dist, lambda: _setup(source, preset, resume, options, console, dist.world))
+        run, cfg = run_on_main_and_share(dist, lambda: _setup(source, preset, resume, options, console, dist.world))
         images = load_cache(run / "cache", cfg["img_size"])
         paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
         labels, pool = training_labels(run, paths, cfg["k"], console)

@@ -25,6 +25,7 @@ from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import domain_paths, parse_cluster
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
+from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.loop import Interrupted, run_loop
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
@@ -72,12 +73,19 @@ def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg:
     return load_cache(cache_dir, size), result.paths
 
 
+def _check_batch_split(model: str, batch_size: int, world: int) -> None:
+    if base.load(model).TRAINS and batch_size % world:
+        raise UserError(f"--batch-size {batch_size} is the global batch and must divide over the {world} processes "
+                        "torchrun started")
+
+
 def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
-           preset: str | None, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+           preset: str | None, options: dict[str, Any], world: int = 1) -> tuple[Path, dict[str, Any]]:
     project = options.get("project") or TRANSLATE["project"].default
     discover_run = open_run(run) if run is not None else latest_run(project, "discover")
     run_cfg = read_json(discover_run / CONFIG_FILE)
     cfg = resolve_translate(model, preset, options, run_cfg)
+    _check_batch_split(model, cfg["batch_size"], world)
     a, b = parse_cluster(from_), parse_cluster(to)
     if a == b:
         raise UserError(f"--from and --to are the same cluster ({a})")
@@ -120,6 +128,32 @@ def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], ou
     return np.stack(shown)
 
 
+def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None, model: str,
+           input_dir: str | Path | None, out: str | Path | None, preset: str | None, resume: str | Path | None,
+           options: dict[str, Any], console: Console, world: int) -> tuple[Path, dict[str, Any], list[str]]:
+    """Create (or reopen) the run and decode both domains: rank 0's part before training starts."""
+    if resume is not None:
+        reject_options_on_resume(options)
+        folder = open_run(resume)
+        cfg = read_json(folder / CONFIG_FILE)
+        _check_batch_split(cfg["model"], cfg["batch_size"], world)
+    else:
+        if from_ is None or to is None:
+            raise UserError("give --from and --to (cluster ids of the discover run), or --resume RUN")
+        folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
+                             None if input_dir is None else str(input_dir), None if out is None else str(out),
+                             preset, options, world)
+    console.print(f"run folder: [bold]{folder}[/]  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
+                  f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
+    source = Path(cfg["source"])
+    domains: dict[str, list[str]] = {"A": [], "B": []}
+    for row in read_csv(folder / "domains.csv"):
+        domains[row["domain"]].append(row["path"])
+    _, paths_a = _cache_domain(source, domains["A"], cfg["img_size"], folder / "cache_a", cfg, console)
+    _cache_domain(source, domains["B"], cfg["img_size"], folder / "cache_b", cfg, console)
+    return folder, cfg, paths_a
+
+
 def translate(
     from_: str | int | None = None,
     to: str | int | None = None,
@@ -134,40 +168,39 @@ def translate(
     console: Console | None = None,
     **options: Any,
 ) -> Path:
-    """Train (unless the model is TUNIT) and translate domain A (or `input_dir`) to domain B; returns the run."""
+    """Train (unless the model is TUNIT) and translate domain A (or `input_dir`) to domain B; returns the run.
+
+    Under `torchrun --nproc_per_node N -m i2icurate translate ...` every process trains on its share of each
+    batch (gradients averaged across processes); rank 0 prepares the run and writes the outputs.
+    """
+    dist, device_name = init_distributed(options.get("device") or "auto")
     console = console or Console()
-    if resume is not None:
-        reject_options_on_resume(options)
-        folder = open_run(resume)
-        cfg = read_json(folder / CONFIG_FILE)
-    else:
-        if from_ is None or to is None:
-            raise UserError("give --from and --to (cluster ids of the discover run), or --resume RUN")
-        folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
-                             None if input_dir is None else str(input_dir), None if out is None else str(out),
-                             preset, options)
-    module = base.load(cfg["model"])
-    console.print(f"run folder: [bold]{folder}[/]  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
-                  f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
-    source = Path(cfg["source"])
-    domains: dict[str, list[str]] = {"A": [], "B": []}
-    for row in read_csv(folder / "domains.csv"):
-        domains[row["domain"]].append(row["path"])
-    size = cfg["img_size"]
-    domain_a, paths_a = _cache_domain(source, domains["A"], size, folder / "cache_a", cfg, console)
-    domain_b, _ = _cache_domain(source, domains["B"], size, folder / "cache_b", cfg, console)
-    device = resolve_device(cfg["device"])
-    torch.manual_seed(cfg["seed"])
-    translator = module.Translator(cfg, domain_a, domain_b, device)
-    if (folder / LAST).is_file():
-        translator.load_state_dict(load_checkpoint(folder / LAST))
-        console.print(f"resuming from iteration {translator.step_count}")
-    if module.TRAINS:
-        try:
-            run_loop(translator, folder, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"],
-                     console, description=cfg["model"])
-        except Interrupted as exc:
-            raise Interrupted(f"{exc}; continue with `i2icurate translate --resume {folder}`") from None
+    if not dist.is_main:
+        console = Console(quiet=True)
+    try:
+        folder, cfg, paths_a = run_on_main_and_share(dist, lambda: _setup(
+            from_, to, run, model, input_dir, out, preset, resume, options, console, dist.world))
+        module = base.load(cfg["model"])
+        size = cfg["img_size"]
+        domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
+        device = resolve_device(device_name if dist.enabled else cfg["device"])
+        torch.manual_seed(cfg["seed"])
+        translator = module.Translator(cfg, domain_a, domain_b, device, dist=dist)
+        if (folder / LAST).is_file():
+            translator.load_state_dict(load_checkpoint(folder / LAST))
+            console.print(f"resuming from iteration {translator.step_count}")
+        if module.TRAINS:
+            try:
+                run_loop(translator, folder, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"],
+                         console, description=cfg["model"], dist=dist)
+            except Interrupted as exc:
+                if not dist.is_main:
+                    raise SystemExit(130) from None  # rank 0 reports the interruption
+                raise Interrupted(f"{exc}; continue with `i2icurate translate --resume {folder}`") from None
+    finally:
+        shutdown(dist)
+    if not dist.is_main:
+        return folder
 
     if cfg.get("input"):
         in_root = Path(cfg["input"]).resolve()

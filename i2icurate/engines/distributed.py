@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
@@ -38,6 +39,7 @@ class Dist:
 
 
 SINGLE = Dist()
+T = TypeVar("T")
 
 
 def launched_by_torchrun() -> bool:
@@ -147,3 +149,55 @@ def barrier(dist: Dist) -> None:
     """Wait for every rank."""
     if dist.enabled:
         torch_dist.barrier()
+
+
+def run_on_main_and_share(dist: Dist, setup: Callable[[], T]) -> T:
+    """Run `setup` on rank 0 only and return its result on every rank.
+
+    If it fails on rank 0 the other ranks are released and exit with status 2 while rank 0 raises the error
+    (a UserError there becomes the usual one-line message).
+    """
+    result: Any = None
+    if dist.is_main:
+        try:
+            result = ("ok", setup())
+        except BaseException as exc:
+            broadcast_object(dist, ("failed", str(exc) or type(exc).__name__))
+            raise
+    status, value = broadcast_object(dist, result)
+    if status == "failed":
+        raise SystemExit(2)  # rank 0 reports the error
+    return value
+
+
+def average_gradients_on_step(dist: Dist, optimizer: torch.optim.Optimizer) -> None:
+    """Before every `optimizer.step()`, replace each gradient by its mean over ranks (one all-reduce per dtype).
+
+    Data parallelism for trainers whose steps call sub-module methods (an encoder tap, one critic of a ModuleDict)
+    that DistributedDataParallel's forward hook never sees. Unlike DDP it does not overlap communication with the
+    backward pass; the arithmetic is the same.
+    """
+    if not dist.enabled:
+        return
+
+    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:  # noqa: ARG001 - hook signature
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        for dtype in {g.dtype for g in grads}:
+            same = [g for g in grads if g.dtype == dtype]
+            flat = torch._utils._flatten_dense_tensors(same)
+            torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+            flat.div_(dist.world)
+            for grad, mean in zip(same, torch._utils._unflatten_dense_tensors(flat, same), strict=True):
+                grad.copy_(mean)
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def broadcast_module(dist: Dist, *modules: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    if not dist.enabled:
+        return
+    with torch.no_grad():
+        for module in modules:
+            for tensor in [*module.parameters(), *module.buffers()]:
+                torch_dist.broadcast(tensor, src=0)

@@ -7,8 +7,9 @@ A translator module `i2icurate/translators/<name>.py` defines:
 - optionally `defaults_from_run(discover_config) -> dict`: defaults that depend on the discover run;
 - `TRAINS`: False for a model used as-is (TUNIT's generator), True for one trained on the two domains;
 - `Translator`: a class with
-    `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device)` where the domains
-        are (N, S, S, 3) uint8 arrays (or memmaps),
+    `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device, dist=SINGLE)` where
+        the domains are (N, S, S, 3) uint8 arrays (or memmaps) and `dist` (engines/distributed.py) says which share
+        of each global batch this process trains on under torchrun,
     `step_count: int`, `step(i) -> dict[str, float]` (one training iteration; scalar names `loss/...`),
     `state_dict()` / `load_state_dict(state)` (networks, EMA copies, optimisers, schedulers, samplers, RNGs, step),
     `samples() -> dict[str, Tensor]` ((3, H, W) grids in [0, 1] for TensorBoard),

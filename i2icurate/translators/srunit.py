@@ -28,6 +28,7 @@ from i2icurate.config import Option
 from i2icurate.data.augment import flip_and_crop, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
+from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
 from i2icurate.engines.tunit import autocast_dtype
 from i2icurate.errors import UserError
 from i2icurate.models.cut import Discriminator, Generator, PatchSampleF
@@ -116,7 +117,10 @@ def lr_lambda(iters: int, decay_frac: float) -> Callable[[int], float]:
 class Translator:
     """SRUNIT trainer and A -> B translator: networks, optimisers, schedulers, samplers and generators."""
 
-    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device):
+    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device,
+                 dist: Dist = SINGLE):
+        """`domain_a`, `domain_b`: (N, S, S, 3) uint8 arrays; `dist`: this process's rank under torchrun (each rank
+        trains on its share of every batch, gradients averaged before each optimiser step)."""
         self.cfg = cfg
         self.nce_layers, self.reg_layers = parse_layers(cfg)
         if cfg["batch_size"] > min(len(domain_a), len(domain_b)):
@@ -133,14 +137,17 @@ class Translator:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg["lr"], betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr"], betas=betas)
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg["lr"], betas=betas)
+        broadcast_module(dist, self.G, self.D, self.F)
+        for opt in (self.opt_g, self.opt_d, self.opt_f):
+            average_gradients_on_step(dist, opt)
         rule = lr_lambda(cfg["iters"], cfg["decay_frac"])
         self.scheds = {n: torch.optim.lr_scheduler.LambdaLR(getattr(self, n), rule)
                        for n in ("opt_g", "opt_d", "opt_f")}
         self.sampler_a = EpochSampler(len(domain_a), cfg["batch_size"], seed)
         self.sampler_b = EpochSampler(len(domain_b), cfg["batch_size"], seed + 1)
-        self.batches_a = BatchSource(domain_a, self.sampler_a, device)
-        self.batches_b = BatchSource(domain_b, self.sampler_b, device)
-        self.gens = {name: torch.Generator(device=device).manual_seed(seed + 2 + k)
+        self.batches_a = BatchSource(domain_a, self.sampler_a, device, shard=(dist.rank, dist.world))
+        self.batches_b = BatchSource(domain_b, self.sampler_b, device, shard=(dist.rank, dist.world))
+        self.gens = {name: torch.Generator(device=device).manual_seed(seed + 2 + k + 7919 * dist.rank)
                      for k, name in enumerate(("aug", "patch", "noise"))}
         self.gens["layer"] = torch.Generator().manual_seed(seed + 5)  # CPU: choosing the SR layer needs no sync
         self.decay_start = cfg["iters"] - int(round(cfg["decay_frac"] * cfg["iters"]))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from i2icurate.config import Option
+from i2icurate.engines.distributed import SINGLE, Dist
 from i2icurate.export.inference import embed
 from i2icurate.export.pipeline import load_trained
 from i2icurate.runs import read_json
@@ -38,7 +39,8 @@ def _resize_u8(images: np.ndarray, size: int) -> np.ndarray:
 class Translator:
     """Wraps the discover run's generator; `translate` maps any image to the target domain's mean style."""
 
-    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device):
+    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device,
+                 dist: Dist = SINGLE):  # noqa: ARG002 - nothing is trained, so nothing is distributed
         run = Path(cfg["discover_run"])
         self.run_cfg = read_json(run / "config.json")
         self.size = self.run_cfg["img_size"]

@@ -36,6 +36,7 @@ from i2icurate.config import Option
 from i2icurate.data.augment import flip_and_crop
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
+from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
 from i2icurate.engines.tunit import autocast_dtype, ema_update
 from i2icurate.errors import UserError
 from i2icurate.models.ugatit import Discriminator, ResnetGenerator, fit_layers
@@ -102,8 +103,10 @@ def _to_signed(images_u8: np.ndarray, device: torch.device) -> Tensor:
 class Translator:
     """Two U-GAT-IT generators and four critics trained on domains A and B; `translate` maps A to B."""
 
-    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device) -> None:
-        """`domain_a`, `domain_b`: (N, S, S, 3) uint8 arrays at S = cfg['img_size']."""
+    def __init__(self, cfg: dict[str, Any], domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device,
+                 dist: Dist = SINGLE) -> None:
+        """`domain_a`, `domain_b`: (N, S, S, 3) uint8 arrays at S = cfg['img_size']; `dist`: this process's rank
+        under torchrun (each rank trains on its share of every batch, gradients averaged before each step)."""
         size = cfg["img_size"]
         if size % 4:
             raise UserError(f"--img-size {size}: U-GAT-IT needs a multiple of 4")
@@ -131,6 +134,9 @@ class Translator:
             adam["fused"] = True
         self.opt_g = torch.optim.Adam(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()), **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        broadcast_module(dist, self.G_AB, self.G_BA, self.D)
+        for opt in (self.opt_g, self.opt_d):
+            average_gradients_on_step(dist, opt)
         decay = linear_decay(cfg["iters"], cfg["decay_frac"])
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
@@ -139,10 +145,10 @@ class Translator:
             "b": EpochSampler(len(domain_b), cfg["batch_size"], cfg["seed"] + 1),
         }
         self.sources = {
-            "a": BatchSource(domain_a, self.samplers["a"], device),
-            "b": BatchSource(domain_b, self.samplers["b"], device),
+            "a": BatchSource(domain_a, self.samplers["a"], device, shard=(dist.rank, dist.world)),
+            "b": BatchSource(domain_b, self.samplers["b"], device, shard=(dist.rank, dist.world)),
         }
-        self.aug_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 2)
+        self.aug_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 2 + 7919 * dist.rank)
         self.step_count = 0
         self._preview: tuple[Tensor, Tensor] | None = None
 
