@@ -211,3 +211,35 @@ def test_torchrun_translate_end_to_end(toy_discover_run, tmp_path):
     assert steps == [1, 2, 3]
     assert len(list((run / "outputs").rglob("*.png"))) == n_a  # written once, by rank 0
     assert proc.stdout.count("run folder:") == 1
+
+
+def test_ctrl_c_under_torchrun_saves_once_and_resumes(animal_folder, tmp_path):
+    import signal
+    import time
+
+    project = tmp_path / "runs"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+              "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "i2icurate", "discover"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*launch, str(animal_folder), "--preset", "tiny", "--iters", "150", "--batch-size", "16",
+                             "--log-every", "5", "--ckpt-every", "1000", "--workers", "1", "--device", "cpu",
+                             "--project", str(project), "--name", "stop"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    stats = project / "discover" / "stop1" / "stats.jsonl"
+    deadline = time.monotonic() + 300
+    while not (stats.exists() and stats.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and both workers get it
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert output.count("checkpoint saved") == 1, output[-3000:]
+    run = stats.parent
+    stopped = load_checkpoint(run / "last.pt")["step"]
+    assert 0 < stopped < 150
+
+    done = subprocess.run([*launch, "--resume", str(run)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"resuming from iteration {stopped}" in done.stdout
+    assert load_checkpoint(run / "last.pt")["step"] == 150
+    assert len(read_csv(run / "assignments.csv")) == 200

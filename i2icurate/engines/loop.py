@@ -38,15 +38,23 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def _graceful_stop() -> Iterator[dict[str, bool]]:
-    """Turn the first SIGINT/SIGTERM into a flag the loop checks between steps; a second one stops at once."""
+def _graceful_stop(grace_s: float = 0.0) -> Iterator[dict[str, bool]]:
+    """Turn the first SIGINT/SIGTERM into a flag the loop checks between steps; a second one stops at once.
+
+    Signals within `grace_s` of the first count as the same request: under torchrun one Ctrl-C reaches each worker
+    twice, from the terminal and forwarded by the launcher.
+    """
     flag = {"stop": False}
+    first = [0.0]
     previous = {}
 
     def handler(signum, frame):  # noqa: ARG001 - signal handler signature
         if flag["stop"]:
+            if time.monotonic() - first[0] < grace_s:
+                return
             raise KeyboardInterrupt
         flag["stop"] = True
+        first[0] = time.monotonic()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -108,7 +116,8 @@ def run_loop(
     last_saved = start
     tick, tick_step = time.perf_counter(), start
     try:
-        with _graceful_stop() as flag, Progress(*columns, console=console, disable=not main) as progress:
+        grace_s = 5.0 if dist.enabled else 0.0
+        with _graceful_stop(grace_s) as flag, Progress(*columns, console=console, disable=not main) as progress:
             task = progress.add_task(description, total=total, completed=start, rate="", losses="")
             for i in range(start, total):
                 values = trainer.step(i)
