@@ -8,6 +8,7 @@ runs on them, and ACC / NMI / ARI are printed for:
 
     python bench/cluster_quality.py                          # CPU: the tiny preset
     python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --device cuda   # GPU
+    python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --precision fp32  # bf16 vs fp32
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ def evaluate(run: Path) -> dict[str, dict[str, float]]:
 @click.option("--img-size", type=int, default=32, show_default=True)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", default="auto", show_default=True,
+              help="fp32 | bf16 | auto: run once per precision to check that bf16 keeps cluster quality.")
+@click.option("--compile", "compile_", default="auto", show_default=True, help="torch.compile: auto | on | off.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
-def main(datasets, per_class, preset, iters, img_size, batch_size, device, seed, project, json_out) -> None:
+def main(datasets, per_class, preset, iters, img_size, batch_size, device, precision, compile_, seed, project,
+         json_out) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results = {}
@@ -80,12 +85,13 @@ def main(datasets, per_class, preset, iters, img_size, batch_size, device, seed,
             folder = write_demo_images(Path(tmp) / dataset, dataset, per_class)
             started = time.perf_counter()
             run = discover(folder, preset=preset, iters=iters, img_size=img_size, batch_size=batch_size,
-                           device=device, seed=seed, project=str(runs), name=dataset, eval_labels="folders",
-                           console=console)
+                           device=device, precision=precision, compile=compile_, seed=seed, project=str(runs),
+                           name=dataset, eval_labels="folders", console=console)
             seconds = time.perf_counter() - started
             cfg = read_json(run / "config.json")
             results[dataset] = {"scores": evaluate(run), "seconds": round(seconds, 1), "iters": cfg["iters"],
                                 "batch_size": cfg["batch_size"], "img_size": cfg["img_size"], "preset": preset,
+                                "precision": precision, "compile": compile_,
                                 "images": len(read_csv(run / "images.csv")),
                                 "device": str(torch.cuda.get_device_name() if torch.cuda.is_available()
                                               and device != "cpu" else "cpu")}
