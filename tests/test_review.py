@@ -151,6 +151,21 @@ def test_rebuild_is_idempotent_updates_values_and_keeps_reviews(fo, toy_discover
     assert len(third) == len(rows)
 
 
+def test_ingest_in_bulk_batches_adds_every_image_once(fo, toy_discover_run, tmp_path, monkeypatch):
+    import i2icurate.curation.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "INGEST_BATCH", 37)  # 200 images: 5 full batches and a partial one
+    run = _copy_run(toy_discover_run, tmp_path / "exp1")
+    dataset = dataset_module.build_dataset(run, QUIET)
+    rows = read_csv(run / "assignments.csv")
+    embeddings = np.load(run / "embeddings.npy")
+    assert len(dataset) == len(rows)
+    stored = dict(zip(*dataset.values(["i2i_path", "embedding"]), strict=True))
+    assert sorted(stored) == sorted(r["path"] for r in rows)
+    for row, vector in zip(rows, embeddings, strict=True):
+        np.testing.assert_allclose(stored[row["path"]], vector, rtol=1e-6)
+
+
 def test_plugin_is_discovered_and_ships(fo):
     import fiftyone.operators as foo
     import fiftyone.plugins as fop

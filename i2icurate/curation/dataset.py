@@ -24,6 +24,7 @@ RUN_INFO_KEY = "i2icurate_run"
 LOW_CONFIDENCE_PERCENTILE = 10
 LOW_CONFIDENCE_FLOOR = 0.5
 OUTLIER_SHARE = 0.02
+INGEST_BATCH = 20_000  # samples per add_samples call: bounded memory for a million images, few round trips
 
 
 def dataset_name(run: str | Path) -> str:
@@ -98,7 +99,13 @@ def _same(old: Any, new: Any) -> bool:
 
 
 def _add_new(dataset: Any, columns: dict[str, list[Any]], rows: list[int], fo: Any) -> None:
-    """One `add_samples` call for the rows not in the dataset yet, then one `set_values` for their style codes."""
+    """Add the rows not in the dataset yet in bulk batches of INGEST_BATCH, so memory stays bounded at any size."""
+    for start in range(0, len(rows), INGEST_BATCH):
+        _add_batch(dataset, columns, rows[start : start + INGEST_BATCH], fo)
+
+
+def _add_batch(dataset: Any, columns: dict[str, list[Any]], rows: list[int], fo: Any) -> None:
+    """One `add_samples` call for `rows`, then one `set_values` for their style codes."""
     label, confidence = f"{PSEUDO_FIELD}.label", f"{PSEUDO_FIELD}.confidence"
     plain = [name for name in COLUMNS if name not in (label, confidence, "embedding")]
     pseudo = [fo.Classification(label=columns[label][i], confidence=columns[confidence][i]) for i in rows]
