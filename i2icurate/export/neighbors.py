@@ -1,7 +1,14 @@
-"""Exact nearest-neighbour search over style embeddings with faiss: the saved index and k-NN outlier scores."""
+"""Nearest-neighbour search over style embeddings with faiss: the saved index and k-NN outlier scores.
+
+Up to `EXACT_MAX_ROWS` images the index is exact (`IndexFlatL2`); above, an inverted-file index (`IndexIVFFlat`)
+searches only a few lists per query, so the k-NN pass no longer grows with N^2. Embeddings are read, added and
+queried in chunks of `CHUNK_ROWS` rows, so a memory-mapped (N, D) array is never copied whole (the index itself holds
+N x D floats, as any flat or IVF-flat faiss index does).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +19,17 @@ import numpy as np
 from i2icurate.errors import UserError
 from i2icurate.runs import atomic_path
 
+# Every image queries its neighbours, so exact search costs N^2 D multiply-adds (1.3e12 at 100k x 128, 1.3e14 at
+# 1M); above this an IVF index scans about IVF_NPROBE / nlist of the rows per query, at a recall close to 1.
+EXACT_MAX_ROWS = 100_000
+IVF_NPROBE = 16  # inverted lists searched per query
+# faiss guidance: nlist between 4 sqrt(N) and 16 sqrt(N); k-means wants at least 39 training points per centroid
+# (it warns below) and subsamples to 256 per centroid anyway; 64 per list keeps training quick.
+IVF_LISTS_PER_SQRT_N = 4
+IVF_MIN_TRAIN_PER_LIST = 39
+IVF_TRAIN_PER_LIST = 64
+CHUNK_ROWS = 65_536  # rows added or queried at a time: 32 MB of 128-d float32
+
 
 def _faiss() -> ModuleType:
     try:
@@ -21,11 +39,20 @@ def _faiss() -> ModuleType:
     return faiss
 
 
-def _as_matrix(embeddings: np.ndarray) -> np.ndarray:
-    x = np.asarray(embeddings)
+def _check_matrix(embeddings: np.ndarray) -> np.ndarray:
+    x = embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)
     if x.ndim != 2:
         raise ValueError(f"embeddings must be a 2-D (N, D) array, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return x
+
+
+def _rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows start..stop as the contiguous float32 block faiss wants (a copy only of that chunk)."""
+    return np.ascontiguousarray(x[start:stop], dtype=np.float32)
+
+
+def _chunks(n: int, chunk_rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
 
 
 def use_gpu_faiss() -> bool:
@@ -40,48 +67,136 @@ def use_gpu_faiss() -> bool:
         return False
 
 
+def _is_gpu_index(index: Any) -> bool:
+    name = type(index).__name__
+    return name.startswith("Gpu") or name == "IndexReplicas"
+
+
 def _search_index(faiss: ModuleType, cpu_index: Any) -> Any:
     """The index to search with: a GPU copy when one is available, else the CPU index itself."""
-    if use_gpu_faiss():
+    if not _is_gpu_index(cpu_index) and use_gpu_faiss():
         return faiss.index_cpu_to_all_gpus(cpu_index)
     return cpu_index
 
 
-def build_index(embeddings: np.ndarray) -> Any:
-    """An exact L2 `IndexFlatL2` holding `embeddings` (N, D); always a CPU index, so it can be saved."""
-    faiss = _faiss()
-    x = _as_matrix(embeddings)
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
+def ivf_lists(n: int) -> int:
+    """Number of inverted lists for n rows: about 4 sqrt(n), but never fewer than 39 training points per list."""
+    return max(1, min(round(IVF_LISTS_PER_SQRT_N * math.sqrt(n)), n // IVF_MIN_TRAIN_PER_LIST))
+
+
+def _training_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` rows drawn without replacement (sorted, so a memmap is read front to back)."""
+    if size >= len(x):
+        return _rows(x, 0, len(x))
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+    return np.ascontiguousarray(x[idx], dtype=np.float32)
+
+
+def _empty_index(faiss: ModuleType, n: int, d: int, exact_max_rows: int, nprobe: int) -> Any:
+    if n <= exact_max_rows:
+        return faiss.IndexFlatL2(d)
+    nlist = ivf_lists(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_L2)
+    index.nprobe = min(nprobe, nlist)
     return index
 
 
-def knn_outlier_scores(embeddings: np.ndarray, k: int = 10) -> np.ndarray:
+def build_index(
+    embeddings: np.ndarray,
+    exact_max_rows: int | None = None,
+    nprobe: int = IVF_NPROBE,
+    gpu: bool = False,
+    seed: int = 0,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Any:
+    """An L2 index over `embeddings` (N, D) with ids = row index, filled chunk by chunk.
+
+    Exact (`IndexFlatL2`) up to `exact_max_rows` rows (None = EXACT_MAX_ROWS), else `IndexIVFFlat` with
+    `ivf_lists(N)` lists trained on a seeded sample of 64 rows per list and searched with `nprobe` lists. A CPU index
+    (it can be saved as is) unless `gpu`: then k-means, adding and the returned index run on the GPUs
+    (`save_index` copies it back).
+    """
+    faiss = _faiss()
+    x = _check_matrix(embeddings)
+    n, d = x.shape
+    exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
+    index = _empty_index(faiss, n, d, exact_max_rows, nprobe)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        # With GPUs, train the CPU index with k-means on the GPUs (faiss's advice, also right for several GPUs);
+        # the local name keeps the GPU index alive while faiss holds only a raw pointer to it.
+        clustering = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(d)) if gpu else None
+        if clustering is not None:
+            ivf.clustering_index = clustering
+        index.train(_training_sample(x, IVF_TRAIN_PER_LIST * ivf.nlist, seed))
+        ivf.clustering_index = None
+    if gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
+        if ivf is not None:
+            _set_nprobe(faiss, index, ivf.nprobe)
+    for start, stop in _chunks(n, chunk_rows):
+        index.add(_rows(x, start, stop))
+    return index
+
+
+def _set_nprobe(faiss: ModuleType, index: Any, nprobe: int) -> None:
+    """Set nprobe on an IVF index, on the CPU or on the GPUs (a GPU copy does not always carry it over)."""
+    space = faiss.GpuParameterSpace() if _is_gpu_index(index) else faiss.ParameterSpace()
+    space.set_index_parameter(index, "nprobe", nprobe)
+
+
+def _chunk_scores(sq_dist: np.ndarray, ids: np.ndarray, start: int, k: int) -> np.ndarray:
+    """Mean neighbour distance of rows start.. from their k+1 search results, their own row dropped by index."""
+    m = len(ids)
+    own = ids == np.arange(start, start + m)[:, None]
+    # With duplicates the self hit can fall outside the k+1 results; then drop the farthest one instead.
+    missing = ~own.any(axis=1)
+    own[missing, -1] = True
+    dist = np.sqrt(np.maximum(sq_dist[~own].reshape(m, k), 0.0))
+    found = ids[~own].reshape(m, k) >= 0  # an IVF search comes back short (-1 ids) when its lists hold too few rows
+    if found.all():
+        return dist.mean(axis=1).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no neighbour found at all: NaN
+        return (np.where(found, dist, 0.0).sum(axis=1) / found.sum(axis=1)).astype(np.float32)
+
+
+def knn_outlier_scores(
+    embeddings: np.ndarray,
+    k: int = 10,
+    index: Any | None = None,
+    exact_max_rows: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> np.ndarray:
     """Per image, the mean L2 distance to its k nearest other images (k clipped to N-1); float32 (N,).
 
     Each image is queried for k+1 neighbours and its own row is dropped by index, not by distance, so exact
-    duplicates still count as real zero-distance neighbours of each other and no image matches itself.
+    duplicates still count as real zero-distance neighbours of each other and no image matches itself. `index`
+    (from `build_index` over the same rows) is reused when given; queries go in chunks of `chunk_rows`. With an IVF
+    index the neighbours are approximate.
     """
     faiss = _faiss()
-    x = _as_matrix(embeddings)
+    x = _check_matrix(embeddings)
     n = len(x)
     k = min(int(k), n - 1)
     if k < 1:
         return np.zeros(n, dtype=np.float32)
-    index = _search_index(faiss, build_index(x))
-    sq_dist, ids = index.search(x, k + 1)
-    own = ids == np.arange(n)[:, None]
-    # With duplicates the self hit can fall outside the k+1 results; then drop the farthest one instead.
-    missing = ~own.any(axis=1)
-    own[missing, -1] = True
-    neighbours = sq_dist[~own].reshape(n, k)
-    return np.sqrt(np.maximum(neighbours, 0.0)).mean(axis=1).astype(np.float32)
+    if index is None:
+        index = build_index(x, exact_max_rows=exact_max_rows, chunk_rows=chunk_rows)
+    searcher = _search_index(faiss, index)
+    ivf = None if _is_gpu_index(index) else faiss.try_extract_index_ivf(index)
+    if searcher is not index and ivf is not None:
+        _set_nprobe(faiss, searcher, ivf.nprobe)
+    scores = np.empty(n, dtype=np.float32)
+    for start, stop in _chunks(n, chunk_rows):
+        sq_dist, ids = searcher.search(_rows(x, start, stop), k + 1)
+        scores[start:stop] = _chunk_scores(sq_dist, ids, start, k)
+    return scores
 
 
 def save_index(index: Any, path: str | Path) -> None:
     """Write a faiss index atomically (temp file beside `path`, then rename); GPU indexes are copied to CPU."""
     faiss = _faiss()
-    if type(index).__name__.startswith("Gpu") or type(index).__name__ == "IndexReplicas":
+    if _is_gpu_index(index):
         index = faiss.index_gpu_to_cpu(index)
     with atomic_path(path) as tmp:
         faiss.write_index(index, os.fspath(tmp))

@@ -5,10 +5,12 @@ Everything is drawn with Pillow and every PNG is written atomically (temp file b
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -78,24 +80,79 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def umap_2d(embeddings: np.ndarray, seed: int, n_neighbors: int = 15) -> np.ndarray:
-    """A 2-D UMAP layout (N, 2) float32 of the embeddings, reproducible for a given seed.
+# Fitting UMAP costs minutes per 100k points and memory that grows with N; above UMAP_FIT_MAX_ROWS it is fitted on
+# a seeded sample of UMAP_SAMPLE_ROWS points and the rest are placed with `transform`, UMAP_CHUNK_ROWS at a time.
+UMAP_FIT_MAX_ROWS = 100_000
+UMAP_SAMPLE_ROWS = 50_000
+UMAP_CHUNK_ROWS = 65_536
 
-    UMAP needs a few points to build its neighbour graph: with fewer than 4 images the layout falls back to the
-    first two principal components (plain numpy SVD), and a single image sits at the origin.
-    """
-    x = np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), -1)
-    if len(x) < 4:
-        return _pca_2d(x)
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         # umap/numba chatter: "n_jobs overridden by random_state", TensorFlow missing, numba deprecations.
         for category in (UserWarning, FutureWarning, DeprecationWarning, ImportWarning, RuntimeWarning):
             warnings.simplefilter("ignore", category)
+        yield
+
+
+def _float_rows(x: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    return np.asarray(x[rows], dtype=np.float32).reshape(-1, x.shape[1])
+
+
+def umap_2d(
+    embeddings: np.ndarray,
+    seed: int,
+    n_neighbors: int = 15,
+    fit_max_rows: int | None = None,
+    sample_rows: int | None = None,
+    chunk_rows: int = UMAP_CHUNK_ROWS,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """A 2-D UMAP layout (N, 2) float32 of the embeddings, reproducible for a given seed.
+
+    UMAP needs a few points to build its neighbour graph: with fewer than 4 images the layout falls back to the
+    first two principal components (plain numpy SVD), and a single image sits at the origin. Above `fit_max_rows`
+    images UMAP is fitted on `sample_rows` of them drawn with `seed` and the others are placed by `transform`,
+    `chunk_rows` at a time, so a memory-mapped input is never read whole. The layout is written into `out` (N, 2)
+    when given (e.g. a memmap), else into a new array. None thresholds = the module's UMAP_* constants.
+    """
+    fit_max_rows = UMAP_FIT_MAX_ROWS if fit_max_rows is None else fit_max_rows
+    sample_rows = UMAP_SAMPLE_ROWS if sample_rows is None else sample_rows
+    n = len(embeddings)
+    x = np.asarray(embeddings)  # no copy for an array or memmap
+    x = x if x.ndim == 2 else x.reshape(n, -1)
+    points = np.zeros((n, 2), dtype=np.float32) if out is None else out
+    if n < 4:
+        points[:] = _pca_2d(_float_rows(x, slice(None)))
+        return points
+    sampled = n > fit_max_rows
+    fit_rows = _umap_sample(n, min(sample_rows, n), seed) if sampled else slice(None)
+    fit_n = len(fit_rows) if sampled else n
+    with _quiet():
         import umap
 
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(n_neighbors, len(x) - 1))
-        points = reducer.fit_transform(x)
-    return np.asarray(points, dtype=np.float32)
+        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(n_neighbors, fit_n - 1))
+        points[fit_rows] = reducer.fit_transform(_float_rows(x, fit_rows))
+        if sampled:
+            _transform_rest(reducer, x, fit_rows, points, chunk_rows)
+    return points
+
+
+def _umap_sample(n: int, size: int, seed: int) -> np.ndarray:
+    """`size` of the n row indices, drawn with `seed`, sorted (a memmap is then read front to back)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _transform_rest(reducer: Any, x: np.ndarray, fitted: np.ndarray, points: np.ndarray, chunk_rows: int) -> None:
+    """Place the rows not in `fitted` with `reducer.transform`, a chunk at a time."""
+    is_fitted = np.zeros(len(x), dtype=bool)
+    is_fitted[fitted] = True
+    for start in range(0, len(x), chunk_rows):
+        stop = min(start + chunk_rows, len(x))
+        rest = start + np.flatnonzero(~is_fitted[start:stop])
+        if len(rest):
+            points[rest] = reducer.transform(_float_rows(x, rest))
 
 
 # --- scatter ----------------------------------------------------------------------------------------------------
