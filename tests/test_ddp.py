@@ -97,12 +97,22 @@ def _trainer_worker(rank: int, port: int, cache_dir: str, out: str) -> None:
     shutdown(dist)
 
 
-def test_ranks_stay_in_sync_and_see_disjoint_shards(animal_folder, tmp_path):
-    scan = scan_folder(animal_folder)
-    build_cache(animal_folder, scan.files, 32, tmp_path / "cache", workers=1, max_pixels=10**8)
-    out = tmp_path / "ranks.json"
-    mp.spawn(_trainer_worker, args=(_free_port(), str(tmp_path / "cache"), str(out)), nprocs=WORLD)
-    r0, r1 = json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def cache_dir(animal_folder, tmp_path_factory) -> Path:
+    """The 200 real animal images decoded at 32 px, as discover caches them."""
+    cache = tmp_path_factory.mktemp("ddp") / "cache"
+    build_cache(animal_folder, scan_folder(animal_folder).files, 32, cache, workers=1, max_pixels=10**8)
+    return cache
+
+
+def _spawn(worker, cache: Path, out: Path) -> list[dict]:
+    """Run `worker(rank, port, cache, out)` on WORLD processes; rank 0 writes every rank's report to `out`."""
+    mp.spawn(worker, args=(_free_port(), str(cache), str(out)), nprocs=WORLD)
+    return json.loads(out.read_text())
+
+
+def test_ranks_stay_in_sync_and_see_disjoint_shards(cache_dir, tmp_path):
+    r0, r1 = _spawn(_trainer_worker, cache_dir, tmp_path / "ranks.json")
 
     # DDP keeps every network (and so the EMA copies) identical; the queue holds both ranks' keys in the same order
     for name in r0["sums"]:
@@ -178,12 +188,8 @@ def _translator_worker(rank: int, port: int, cache_dir: str, out: str) -> None:
     shutdown(dist)
 
 
-def test_translators_average_gradients_across_ranks(animal_folder, tmp_path):
-    scan = scan_folder(animal_folder)
-    build_cache(animal_folder, scan.files, 32, tmp_path / "cache", workers=1, max_pixels=10**8)
-    out = tmp_path / "translators.json"
-    mp.spawn(_translator_worker, args=(_free_port(), str(tmp_path / "cache"), str(out)), nprocs=WORLD)
-    r0, r1 = json.loads(out.read_text())
+def test_translators_average_gradients_across_ranks(cache_dir, tmp_path):
+    r0, r1 = _spawn(_translator_worker, cache_dir, tmp_path / "translators.json")
     for model in ("ugatit", "srunit"):
         assert r0[model]["sums"].keys() == r1[model]["sums"].keys() and len(r0[model]["sums"]) >= 2
         for name, value in r0[model]["sums"].items():

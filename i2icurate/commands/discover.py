@@ -18,7 +18,7 @@ from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labe
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
-from i2icurate.engines.loop import Interrupted, run_loop
+from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import TunitTrainer, resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
@@ -228,13 +228,7 @@ def discover(
             + (" with bf16 autocast" if trainer.amp_dtype is not None else "")
             + (f", {dist.world} processes (DistributedDataParallel)" if dist.enabled else "")
         )
-        try:
-            run_loop(trainer, run, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"], console,
-                     description="discover", dist=dist)
-        except Interrupted as exc:
-            if not dist.is_main:
-                raise SystemExit(130) from None  # rank 0 reports the interruption
-            raise Interrupted(f"{exc}; continue with `i2icurate discover --resume {run}`") from None
+        train_run(trainer, run, cfg, console, "discover", f"i2icurate discover --resume {run}", dist)
     finally:
         shutdown(dist)
     if dist.is_main:

@@ -18,7 +18,7 @@ from PIL import Image
 from rich.console import Console
 
 from i2icurate import __version__
-from i2icurate.commands.discover import check_source, default_workers
+from i2icurate.commands.discover import check_batch_split, check_source, default_workers
 from i2icurate.config import TRANSLATE, reject_options_on_resume, resolve_table
 from i2icurate.data.augment import from_signed_u8
 from i2icurate.data.cache import build_cache, load_cache
@@ -26,7 +26,7 @@ from i2icurate.data.domains import domain_paths, parse_cluster
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
-from i2icurate.engines.loop import Interrupted, run_loop
+from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.visuals import translation_grid
@@ -74,9 +74,8 @@ def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg:
 
 
 def _check_batch_split(model: str, batch_size: int, world: int) -> None:
-    if base.load(model).TRAINS and batch_size % world:
-        raise UserError(f"--batch-size {batch_size} is the global batch and must divide over the {world} processes "
-                        "torchrun started")
+    if base.load(model).TRAINS:  # the instant TUNIT translator trains nothing, so any batch size will do
+        check_batch_split(batch_size, world)
 
 
 def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
@@ -190,13 +189,7 @@ def translate(
             translator.load_state_dict(load_checkpoint(folder / LAST))
             console.print(f"resuming from iteration {translator.step_count}")
         if module.TRAINS:
-            try:
-                run_loop(translator, folder, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"],
-                         console, description=cfg["model"], dist=dist)
-            except Interrupted as exc:
-                if not dist.is_main:
-                    raise SystemExit(130) from None  # rank 0 reports the interruption
-                raise Interrupted(f"{exc}; continue with `i2icurate translate --resume {folder}`") from None
+            train_run(translator, folder, cfg, console, cfg["model"], f"i2icurate translate --resume {folder}", dist)
     finally:
         shutdown(dist)
     if not dist.is_main:

@@ -151,3 +151,18 @@ def _save(trainer: Trainer, run_dir: Path, main: bool) -> None:
     state = trainer.state_dict()  # on every rank: distributed trainers gather per-rank state here
     if main:
         save_checkpoint(run_dir / LAST, state)
+
+
+def train_run(trainer: Trainer, run_dir: Path, cfg: dict[str, Any], console: Console, description: str,
+              resume_command: str, dist: Dist = SINGLE) -> None:
+    """`run_loop` with a run's logging options; an interruption names `resume_command` to continue with.
+
+    Under torchrun only rank 0 reports the interruption; the other ranks leave with exit status 130.
+    """
+    try:
+        run_loop(trainer, run_dir, cfg["iters"], cfg["log_every"], cfg["sample_every"], cfg["ckpt_every"], console,
+                 description=description, dist=dist)
+    except Interrupted as exc:
+        if not dist.is_main:
+            raise SystemExit(130) from None
+        raise Interrupted(f"{exc}; continue with `{resume_command}`") from None
