@@ -214,6 +214,12 @@ def discover(
         images = load_cache(run / "cache", cfg["img_size"])
         paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
         labels, pool = training_labels(run, paths, cfg["k"], console)
+        if cfg["batch_size"] > len(pool):  # a labels file excluded images
+            fits = len(pool) - len(pool) % dist.world
+            console.print(f"[yellow]batch size {cfg['batch_size']} > {len(pool)} images left: using {fits}[/]")
+            cfg["batch_size"] = fits
+            if dist.is_main:
+                write_json(run / CONFIG_FILE, cfg)
         trainer = TunitTrainer(cfg, images, labels, pool, dist=dist,
                                device=resolve_device(device_name) if dist.enabled else None)
         if (run / LAST).is_file():
