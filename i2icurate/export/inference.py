@@ -21,6 +21,7 @@ from torch import nn
 
 from i2icurate.data.augment import from_signed_u8
 from i2icurate.engines.tunit import autocast_dtype
+from i2icurate.export.spans import row_spans
 from i2icurate.runs import atomic_path
 
 # (first row, probabilities (B, K), style codes (B, D)) of one batch
@@ -94,10 +95,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def _spans(n: int, batch_size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
 class _Outputs:
     """Device-to-host copies of one batch's outputs, into pinned buffers on CUDA so they do not stall the GPU."""
 
@@ -143,7 +140,7 @@ def iter_embeddings(
     guiding.eval()
     if channels_last:
         guiding.to(memory_format=torch.channels_last)
-    spans = _spans(len(images), batch_size)
+    spans = row_spans(len(images), batch_size)
     # Two host buffers: one being filled by the reader thread while the other is copied to the device.
     buffers = [torch.empty((batch_size, *images.shape[1:]), dtype=torch.uint8, pin_memory=cuda) for _ in range(2)]
     reader = RowReader(images)

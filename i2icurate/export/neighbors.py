@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from i2icurate.errors import UserError
+from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.runs import atomic_path
 
 # Every image queries its neighbours, so exact search costs N^2 D multiply-adds (1.3e12 at 100k x 128, 1.3e14 at
@@ -28,7 +29,6 @@ IVF_NPROBE = 16  # inverted lists searched per query
 IVF_LISTS_PER_SQRT_N = 4
 IVF_MIN_TRAIN_PER_LIST = 39
 IVF_TRAIN_PER_LIST = 64
-CHUNK_ROWS = 65_536  # rows added or queried at a time: 32 MB of 128-d float32
 
 
 def _faiss() -> ModuleType:
@@ -49,10 +49,6 @@ def _check_matrix(embeddings: np.ndarray) -> np.ndarray:
 def _rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows start..stop as the contiguous float32 block faiss wants (a copy only of that chunk)."""
     return np.ascontiguousarray(x[start:stop], dtype=np.float32)
-
-
-def _chunks(n: int, chunk_rows: int) -> list[tuple[int, int]]:
-    return [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
 
 
 def use_gpu_faiss() -> bool:
@@ -134,7 +130,7 @@ def build_index(
         index = faiss.index_cpu_to_all_gpus(index)
         if ivf is not None:
             _set_nprobe(faiss, index, ivf.nprobe)
-    for start, stop in _chunks(n, chunk_rows):
+    for start, stop in row_spans(n, chunk_rows):
         index.add(_rows(x, start, stop))
     return index
 
@@ -187,7 +183,7 @@ def knn_outlier_scores(
     if searcher is not index and ivf is not None:
         _set_nprobe(faiss, searcher, ivf.nprobe)
     scores = np.empty(n, dtype=np.float32)
-    for start, stop in _chunks(n, chunk_rows):
+    for start, stop in row_spans(n, chunk_rows):
         sq_dist, ids = searcher.search(_rows(x, start, stop), k + 1)
         scores[start:stop] = _chunk_scores(sq_dist, ids, start, k)
     return scores

@@ -19,6 +19,7 @@ from i2icurate.engines.tunit import build_networks, resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.inference import atomic_memmap, embed_to_npy, translate_to_styles
 from i2icurate.export.neighbors import build_index, knn_outlier_scores, save_index, use_gpu_faiss
+from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.export.summary import cluster_summary, print_summary
 from i2icurate.export.visuals import cluster_sheets, scatter_png, translation_grid, umap_2d
 from i2icurate.metrics.clustering import clustering_scores
@@ -28,7 +29,6 @@ IMAGES_CSV = "images.csv"
 ASSIGNMENTS_CSV = "assignments.csv"
 ASSIGNMENT_COLUMNS = ["path", "cluster", "confidence", "margin", "outlier_score", "duplicate_of"]
 GRID_ROWS = 8
-CHUNK_ROWS = 65_536  # per-image rows processed at a time after embedding
 
 
 def load_run_images(run: Path, cfg: dict[str, Any]) -> tuple[list[dict[str, str]], np.ndarray]:
@@ -47,10 +47,6 @@ def load_trained(run: Path, cfg: dict[str, Any], device: torch.device) -> tuple[
     return guiding.to(device).eval(), generator.to(device).eval()
 
 
-def _chunks(n: int, chunk_rows: int) -> list[tuple[int, int]]:
-    return [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
-
-
 def assign_clusters(probs: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluster, confidence and margin of every row of (N, K) probabilities, read chunk by chunk.
 
@@ -60,7 +56,7 @@ def assign_clusters(probs: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> tuple[np
     clusters = np.empty(n, dtype=np.int64)
     confidence = np.empty(n, dtype=np.float32)
     margin = np.empty(n, dtype=np.float32)
-    for start, stop in _chunks(n, chunk_rows):
+    for start, stop in row_spans(n, chunk_rows):
         p = np.asarray(probs[start:stop], dtype=np.float32)
         order = np.sort(p, axis=1)
         clusters[start:stop] = p.argmax(axis=1)
@@ -73,7 +69,7 @@ def cluster_prototypes(styles: np.ndarray, clusters: np.ndarray, k: int, chunk_r
     """Mean style code of each cluster (zeros for an empty cluster), summed chunk by chunk in float64."""
     sums = np.zeros((k, styles.shape[1]), dtype=np.float64)
     counts = np.bincount(np.asarray(clusters), minlength=k)[:k]
-    for start, stop in _chunks(len(styles), chunk_rows):
+    for start, stop in row_spans(len(styles), chunk_rows):
         np.add.at(sums, np.asarray(clusters[start:stop]), np.asarray(styles[start:stop], dtype=np.float64))
     protos = np.zeros((k, styles.shape[1]), dtype=np.float32)
     filled = counts > 0
@@ -101,7 +97,7 @@ def write_assignments(
         header = next(reader, [])
         path_col, dup_col = _csv_column(header, "path", source), _csv_column(header, "duplicate_of", source)
         writer.writerow(ASSIGNMENT_COLUMNS)
-        for start, stop in _chunks(n, CHUNK_ROWS):
+        for start, stop in row_spans(n, CHUNK_ROWS):
             rows = list(itertools.islice(reader, stop - start))
             if len(rows) < stop - start:
                 raise UserError(f"{source} lists fewer images than the cache holds ({n}); re-run discover")

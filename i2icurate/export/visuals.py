@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.runs import atomic_path
 
 # 20 distinct categorical colours (after Sasha Trubetskoy's list); cluster i gets PALETTE[i % 20].
@@ -81,10 +82,9 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 # Fitting UMAP costs minutes per 100k points and memory that grows with N; above UMAP_FIT_MAX_ROWS it is fitted on
-# a seeded sample of UMAP_SAMPLE_ROWS points and the rest are placed with `transform`, UMAP_CHUNK_ROWS at a time.
+# a seeded sample of UMAP_SAMPLE_ROWS points and the rest are placed with `transform`, CHUNK_ROWS at a time.
 UMAP_FIT_MAX_ROWS = 100_000
 UMAP_SAMPLE_ROWS = 50_000
-UMAP_CHUNK_ROWS = 65_536
 
 
 @contextlib.contextmanager
@@ -106,7 +106,7 @@ def umap_2d(
     n_neighbors: int = 15,
     fit_max_rows: int | None = None,
     sample_rows: int | None = None,
-    chunk_rows: int = UMAP_CHUNK_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """A 2-D UMAP layout (N, 2) float32 of the embeddings, reproducible for a given seed.
@@ -148,8 +148,7 @@ def _transform_rest(reducer: Any, x: np.ndarray, fitted: np.ndarray, points: np.
     """Place the rows not in `fitted` with `reducer.transform`, a chunk at a time."""
     is_fitted = np.zeros(len(x), dtype=bool)
     is_fitted[fitted] = True
-    for start in range(0, len(x), chunk_rows):
-        stop = min(start + chunk_rows, len(x))
+    for start, stop in row_spans(len(x), chunk_rows):
         rest = start + np.flatnonzero(~is_fitted[start:stop])
         if len(rest):
             points[rest] = reducer.transform(_float_rows(x, rest))
