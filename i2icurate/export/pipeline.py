@@ -15,7 +15,7 @@ from rich.console import Console
 from i2icurate.data.cache import load_cache
 from i2icurate.data.labels import load_eval_labels
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
-from i2icurate.engines.tunit import build_networks, resolve_device
+from i2icurate.engines.tunit import build_networks, resolve_device, speed_settings
 from i2icurate.errors import UserError
 from i2icurate.export.inference import atomic_memmap, embed_to_npy, translate_to_styles
 from i2icurate.export.neighbors import build_index, knn_outlier_scores, save_index, use_gpu_faiss
@@ -137,11 +137,6 @@ def _write_umap(run: Path, styles: np.ndarray, seed: int) -> np.ndarray:
     return np.load(run / "umap.npy", mmap_mode="r")
 
 
-def _channels_last(cfg: dict[str, Any]) -> bool | None:
-    value = cfg.get("channels_last", "auto")
-    return None if value == "auto" else value == "on"
-
-
 def _grid_sources(clusters: np.ndarray, confidence: np.ndarray, filled: list[int]) -> list[int]:
     """The most confident image (first in order on ties) of each of the first GRID_ROWS filled clusters."""
     sources = []
@@ -168,7 +163,8 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
 
     with console.status("embedding images"):
         probs, styles = embed_to_npy(guiding, images, device, run / "probabilities.npy", run / "embeddings.npy",
-                                     precision=cfg.get("precision", "auto"), channels_last=_channels_last(cfg))
+                                     precision=cfg.get("precision", "auto"),
+                                     channels_last=speed_settings(cfg, device).channels_last)
     clusters, confidence, margin = assign_clusters(probs)
     prototypes = cluster_prototypes(styles, clusters, k)
     save_npy(run / "prototypes.npy", prototypes)
