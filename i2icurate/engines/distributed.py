@@ -33,6 +33,11 @@ class Dist:
         return self.world > 1
 
     @property
+    def seed_offset(self) -> int:
+        """Added to the seeds of per-rank random streams (augmentation, permutations), so ranks draw differently."""
+        return 7919 * self.rank
+
+    @property
     def is_main(self) -> bool:
         """Rank 0 logs, shows progress, writes checkpoints and exports."""
         return self.rank == 0

@@ -145,7 +145,7 @@ class TunitTrainer:
         self.batches = BatchSource(images, self.sampler, self.device, shard=(dist.rank, dist.world))
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
         # each rank augments and permutes its own share of the batch with its own streams
-        offset = 7919 * dist.rank
+        offset = dist.seed_offset
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 1 + offset)
         self.perm_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 2 + offset)
         self.joint_reduce = partial(all_reduce_sum, dist) if dist.enabled else None

@@ -147,7 +147,7 @@ class Translator:
         self.sampler_b = EpochSampler(len(domain_b), cfg["batch_size"], seed + 1)
         self.batches_a = BatchSource(domain_a, self.sampler_a, device, shard=(dist.rank, dist.world))
         self.batches_b = BatchSource(domain_b, self.sampler_b, device, shard=(dist.rank, dist.world))
-        self.gens = {name: torch.Generator(device=device).manual_seed(seed + 2 + k + 7919 * dist.rank)
+        self.gens = {name: torch.Generator(device=device).manual_seed(seed + 2 + k + dist.seed_offset)
                      for k, name in enumerate(("aug", "patch", "noise"))}
         self.gens["layer"] = torch.Generator().manual_seed(seed + 5)  # CPU: choosing the SR layer needs no sync
         self.decay_start = cfg["iters"] - int(round(cfg["decay_frac"] * cfg["iters"]))

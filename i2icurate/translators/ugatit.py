@@ -148,7 +148,7 @@ class Translator:
             "a": BatchSource(domain_a, self.samplers["a"], device, shard=(dist.rank, dist.world)),
             "b": BatchSource(domain_b, self.samplers["b"], device, shard=(dist.rank, dist.world)),
         }
-        self.aug_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 2 + 7919 * dist.rank)
+        self.aug_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 2 + dist.seed_offset)
         self.step_count = 0
         self._preview: tuple[Tensor, Tensor] | None = None
 
