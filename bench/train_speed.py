@@ -8,6 +8,10 @@ torch.utils.flop_counter on one eager step (lazy R1 rows count the R1 FLOPs once
 
     python bench/train_speed.py                                   # GPU: TUNIT 128 px batch 32, U-GAT-IT/SRUNIT 256 px
     python bench/train_speed.py --device cpu --preset tiny --img-size 32 --iters 5 --warmup 2   # CPU smoke run
+    python bench/train_speed.py --models tunit --rows 1-4 --json-out eager.json   # the eager rows of the ladder
+
+With --json-out the file is rewritten after every row ("complete": false until the last), so a run stopped early
+still leaves the rows it finished.
 
 The TUNIT reference figure (official implementation, same GPU kind) is in ../shared/ANCHORS.md: 70.8 img/s at
 128 px, batch 32, on an H100.
@@ -129,8 +133,10 @@ def tunit_flops(cfg: dict[str, Any], images: np.ndarray) -> tuple[int, int]:
 
 
 def bench_tunit(preset: str, img_size: int, batch: int, warmup: int, iters: int, device: str,
-                rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per (label, options); every timed step is a full post-warm-up TUNIT iteration."""
+                rows: list[tuple[str, dict[str, Any]]],
+                on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """One row per (label, options); every timed step is a full post-warm-up TUNIT iteration. `on_row` is called
+    with each row as soon as it is measured."""
     images = real_images(max(4 * batch, 512), img_size)
     results, flops = [], None
     for label, options in rows:
@@ -143,14 +149,18 @@ def bench_tunit(preset: str, img_size: int, batch: int, warmup: int, iters: int,
         per_step = flops[1] + (flops[0] - flops[1]) / trainer.speed.r1_every
         results.append({"model": "tunit", "row": label, "img_size": img_size, "batch": batch, **timing,
                         "img_s": timing["it_s"] * batch, "tflops": per_step * timing["it_s"] / 1e12})
+        if on_row:
+            on_row(results[-1])
         del trainer
         _free()
     return results
 
 
 def bench_translator(model: str, preset: str, img_size: int, batch: int, warmup: int, iters: int, device: str,
-                     rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """U-GAT-IT or SRUNIT steps on two real domains (two animal-mnist classes' worth of images)."""
+                     rows: list[tuple[str, dict[str, Any]]],
+                     on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """U-GAT-IT or SRUNIT steps on two real domains (two animal-mnist classes' worth of images); `on_row` as in
+    bench_tunit."""
     a, b = real_images(256, img_size, 0), real_images(256, img_size, 5000)
     results, flops = [], None
     for label, change in rows:
@@ -164,9 +174,22 @@ def bench_translator(model: str, preset: str, img_size: int, batch: int, warmup:
         timing = time_steps(translator.step, 1, warmup, iters, dev)
         results.append({"model": model, "row": label, "img_size": img_size, "batch": batch, **timing,
                         "img_s": timing["it_s"] * batch, "tflops": flops * timing["it_s"] / 1e12})
+        if on_row:
+            on_row(results[-1])
         del translator
         _free()
     return results
+
+
+def parse_rows(text: str | None) -> set[int] | None:
+    """"1-4" or "1,2,5" -> the 1-based ladder row numbers; None -> None (all rows)."""
+    if not text:
+        return None
+    numbers: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        numbers.update(range(int(first), int(last or first) + 1))
+    return numbers
 
 
 def bf16_peak(device: torch.device, override: float | None) -> float | None:
@@ -189,27 +212,41 @@ def bf16_peak(device: torch.device, override: float | None) -> float | None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--only", default=None, help="TUNIT: run only the ladder rows whose label contains this text (the "
               "options of the rows above still apply).")
+@click.option("--rows", "row_numbers", default=None, help="TUNIT: run only these ladder rows, 1-based, e.g. 1-4 or "
+              "5,6 (the options of the rows above still apply).")
 @click.option("--peak-tflops", type=float, default=None, help="Dense bf16 peak of the device, if not known.")
-@click.option("--json-out", type=click.Path(), default=None)
-def main(models, preset, img_size, batch_size, iters, warmup, device, only, peak_tflops, json_out) -> None:
+@click.option("--json-out", type=click.Path(), default=None, help="Write the rows as JSON (rewritten after each row).")
+def main(models, preset, img_size, batch_size, iters, warmup, device, only, row_numbers, peak_tflops,
+         json_out) -> None:
     """Print img/s, peak memory and the fraction of bf16 peak for each optimisation step."""
     console = Console(width=180)
     dev = resolve_device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    peak = bf16_peak(dev, peak_tflops)
+    wanted = parse_rows(row_numbers)
     results: list[dict[str, Any]] = []
+
+    def save(complete: bool) -> None:
+        if json_out:
+            Path(json_out).write_text(json.dumps({"device": name, "preset": preset, "bf16_peak_tflops": peak,
+                                                  "complete": complete, "rows": results}, indent=2))
+
+    def on_row(row: dict[str, Any]) -> None:
+        results.append(row)
+        save(complete=False)
+
     for model in models.split(","):
         if model == "tunit":
             rows, cumulative = [], {}
-            for label, change in TUNIT_LADDER:  # each row keeps the options of the rows above it
+            for number, (label, change) in enumerate(TUNIT_LADDER, 1):  # each row keeps the options of those above
                 cumulative = {**cumulative, **change}
-                if only is None or only in label:
+                if (only is None or only in label) and (wanted is None or number in wanted):
                     rows.append((label, cumulative))
-            results += bench_tunit(preset, img_size or 128, batch_size or 32, warmup, iters, device, rows)
+            bench_tunit(preset, img_size or 128, batch_size or 32, warmup, iters, device, rows, on_row)
         else:
-            results += bench_translator(model, preset, img_size or 256, batch_size or 1, warmup, iters, device,
-                                        TRANSLATOR_LADDER)
+            bench_translator(model, preset, img_size or 256, batch_size or 1, warmup, iters, device,
+                             TRANSLATOR_LADDER, on_row)
 
-    peak = bf16_peak(dev, peak_tflops)
     table = Table(title=f"training throughput on {name} ({preset} networks, {iters} timed iterations per row)")
     for col in ("model", "size", "batch", "optimisation", "it/s", "img/s", "vs reference", "peak GiB",
                 "TFLOP/s", "of bf16 peak"):
@@ -223,8 +260,7 @@ def main(models, preset, img_size, batch_size, iters, warmup, device, only, peak
             f"{r['tflops']:.1f}", f"{100 * r['tflops'] / peak:.1f} %" if peak else "-",
         )
     console.print(table)
-    if json_out:
-        Path(json_out).write_text(json.dumps({"device": name, "preset": preset, "rows": results}, indent=2))
+    save(complete=True)
 
 
 if __name__ == "__main__":
