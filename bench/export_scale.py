@@ -14,6 +14,9 @@ next size (1 M images at 128 px is a 49 GB cache).
 
 --faiss-umap N times only the faiss index + k-NN outlier scores + UMAP (sample + transform) on an N x 128 float32
 Gaussian mixture (timing figures only: the mixture is not an embedding of real images).
+
+--json-out FILE also writes the figures as JSON, rewritten after every size ("complete": false until the last), so a
+run stopped early still leaves the sizes it finished.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +288,15 @@ def _need_disk(folder: Path, needed: int) -> None:
 
 
 def bench_exports(work: Path, sizes: list[int], img_size: int, preset: str, device: str, seed: int, cold: bool,
-                  keep: bool, console: Console) -> None:
-    """Build a run folder per size, export it in a fresh process and print one table row per size."""
+                  keep: bool, console: Console,
+                  on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Build a run folder per size, export it in a fresh process and print one table row per size; returns the
+    rows (phase seconds, embed img/s, memory in bytes), each also passed to `on_row` as soon as it is measured."""
     table = Table(title=f"export at scale: {img_size} px, preset {preset}, device {device}")
     for column in ["images", "cache GB", "generate s", "export s", "embed s", "embed img/s", "faiss index s",
                    "outliers s", "index", "UMAP s", "csv s", "RSS before GB", "peak RSS GB", "peak anon GB"]:
         table.add_column(column, justify="right")
+    rows: list[dict[str, Any]] = []
     for n in sizes:
         run = work / f"run_{n}"
         cache_bytes = n * img_size * img_size * 3
@@ -306,13 +312,18 @@ def bench_exports(work: Path, sizes: list[int], img_size: int, preset: str, devi
                       f"{n / r['embed']:,.0f}", f"{r['index']:.1f}", f"{r['outliers']:.1f}", r["index_type"],
                       f"{r['umap']:.1f}", f"{r['csv']:.1f}", _gb(r["rss_before"]), _gb(r["peak_rss"]),
                       _gb(r["peak_anon"]))
+        rows.append({"images": n, "img_size": img_size, "preset": preset, "cache_bytes": cache_bytes,
+                     "generate": generate, "embed_img_s": n / r["embed"], **r})
+        if on_row:
+            on_row(rows[-1])
         if not keep:
             shutil.rmtree(run)
     console.print(table)
+    return rows
 
 
-def bench_faiss_umap(work: Path, n: int, dim: int, seed: int, console: Console) -> None:
-    """Time faiss + UMAP on an (n, dim) Gaussian mixture in a fresh process."""
+def bench_faiss_umap(work: Path, n: int, dim: int, seed: int, console: Console) -> dict[str, Any]:
+    """Time faiss + UMAP on an (n, dim) Gaussian mixture in a fresh process; returns the figures."""
     path = work / f"mixture_{n}x{dim}.npy"
     _need_disk(work, n * dim * 4 + GB // 4)
     gaussian_mixture(path, n, dim, seed)
@@ -324,6 +335,7 @@ def bench_faiss_umap(work: Path, n: int, dim: int, seed: int, console: Console) 
     table.add_row(f"{n:,}", str(r["gpu_faiss"]), r["index_type"], f"{r['index']:.1f}", f"{r['outliers']:.1f}",
                   f"{r['umap']:.1f}", _gb(r["rss_before"]), _gb(r["peak_rss"]), _gb(r["peak_anon"]))
     console.print(table)
+    return {"rows": n, "dim": dim, **r}
 
 
 def _notes(console: Console, device: str, exports: bool) -> None:
@@ -362,9 +374,12 @@ def parse_sizes(text: str) -> list[int]:
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Folder to work in (a fresh sub-folder is made there); default: the system temp folder.")
 @click.option("--keep", is_flag=True, help="Keep the work sub-folder and the run folders in it.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the figures as JSON (rewritten after each size).")
 @click.option("--child", type=click.Choice(["export", "faiss-umap"]), default=None, hidden=True)
 @click.argument("target", required=False, type=click.Path(), default=None)
-def main(sizes, img_size, preset, device, seed, faiss_umap, dim, cold, workdir, keep, child, target) -> None:
+def main(sizes, img_size, preset, device, seed, faiss_umap, dim, cold, workdir, keep, json_out, child,
+         target) -> None:
     """Export throughput and peak memory per image count, or faiss + UMAP time on N x 128 embeddings."""
     if child == "export":
         print(json.dumps(child_export(Path(target))))
@@ -374,11 +389,25 @@ def main(sizes, img_size, preset, device, seed, faiss_umap, dim, cold, workdir, 
         return
     console = Console(width=max(160, shutil.get_terminal_size().columns))
     _notes(console, device, exports=not faiss_umap)
+    dev = resolve_device(device)
+    header = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "seed": seed}
+
+    def save(figures: dict[str, Any], complete: bool) -> None:
+        if json_out:
+            Path(json_out).write_text(json.dumps({**header, "complete": complete, **figures}, indent=2))
+
     with work_folder(workdir, keep) as work:
         if faiss_umap:
-            bench_faiss_umap(work, faiss_umap, dim, seed, console)
+            save({"faiss_umap": bench_faiss_umap(work, faiss_umap, dim, seed, console)}, complete=True)
         else:
-            bench_exports(work, parse_sizes(sizes), img_size, preset, device, seed, cold, keep, console)
+            done: list[dict[str, Any]] = []
+
+            def on_row(row: dict[str, Any]) -> None:
+                done.append(row)
+                save({"exports": done}, complete=False)
+
+            save({"exports": bench_exports(work, parse_sizes(sizes), img_size, preset, device, seed, cold, keep,
+                                           console, on_row)}, complete=True)
 
 
 @contextlib.contextmanager
