@@ -74,8 +74,10 @@ def evaluate(run: Path) -> dict[str, dict[str, float]]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Processes decoding images (discover's option: 0 = one per CPU core, at most 8).")
 def main(datasets, per_class, preset, iters, img_size, batch_size, device, precision, compile_, seed, project,
-         json_out) -> None:
+         json_out, workers) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results = {}
@@ -86,7 +88,7 @@ def main(datasets, per_class, preset, iters, img_size, batch_size, device, preci
             started = time.perf_counter()
             run = discover(folder, preset=preset, iters=iters, img_size=img_size, batch_size=batch_size,
                            device=device, precision=precision, compile=compile_, seed=seed, project=str(runs),
-                           name=dataset, eval_labels="folders", console=console)
+                           name=dataset, eval_labels="folders", console=console, workers=workers)
             seconds = time.perf_counter() - started
             cfg = read_json(run / "config.json")
             results[dataset] = {"scores": evaluate(run), "seconds": round(seconds, 1), "iters": cfg["iters"],
