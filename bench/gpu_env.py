@@ -79,12 +79,12 @@ def faiss_facts() -> dict[str, Any]:
     except Exception as exc:  # ImportError, or a GPU build failing to load its CUDA libraries
         return {"faiss": None, "faiss_error": f"{type(exc).__name__}: {exc}", "faiss_gpu_build": False,
                 "faiss_gpus": 0}
-    get_num_gpus = getattr(faiss, "get_num_gpus", None)  # absent in CPU-only builds
+    get_num_gpus = getattr(faiss, "get_num_gpus", None)  # CPU builds may have it too, returning 0
     try:
         gpus = int(get_num_gpus()) if get_num_gpus else 0
-    except Exception:
+    except Exception:  # a GPU build without a usable driver can raise here
         gpus = 0
-    return {"faiss": getattr(faiss, "__version__", "?"), "faiss_gpu_build": get_num_gpus is not None,
+    return {"faiss": getattr(faiss, "__version__", "?"), "faiss_gpu_build": hasattr(faiss, "StandardGpuResources"),
             "faiss_gpus": gpus}
 
 
