@@ -22,6 +22,7 @@ run stopped early still leaves the sizes it finished.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -55,8 +56,10 @@ CHUNK_PIXELS = 1 << 24  # pixels generated per chunk (1,024 images at 128 px): b
 # --- synthetic run folder ---------------------------------------------------------------------------------------
 
 
+@functools.cache
 def source_images(device: torch.device) -> torch.Tensor:
-    """The 15,000 real 28 px silhouettes (animal-mnist and MNIST-5k) as (M, 1, 28, 28) floats in [0, 1]."""
+    """The 15,000 real 28 px silhouettes (animal-mnist and MNIST-5k) as (M, 1, 28, 28) floats in [0, 1] (loaded
+    once per process: MNIST-5k's CSV is slow to parse)."""
     images = np.concatenate([load_animal_mnist()[0], load_mnist_5k()[0]])
     return torch.from_numpy(images).to(device).float().div(255).unsqueeze(1)
 
