@@ -2,7 +2,7 @@
 process with its own time cap, within 9 minutes in all on one H100/H200.
 
     python bench/gpu.py results/            # on the GPU machine (see bench/RESULTS.md, "GPU suite")
-    python bench/gpu.py results/ --dry-run  # the same sequence on the CPU at toy sizes, in well under a minute
+    python bench/gpu.py results/ --dry-run  # the same sequence on the CPU at toy sizes (about a CPU minute)
 
 First the environment is checked and recorded (torch build, CUDA, device, bf16, faiss and its GPU support, data
 packages, free disk and memory). Then the benchmarks run in the order of `plan()`; each is an existing bench script
@@ -211,7 +211,7 @@ def record_environment(out: Path, dry_run: bool) -> dict[str, Any]:
     """Check the environment in a fresh process (a broken CUDA install cannot take the suite down) and save it."""
     path = out / "env.json"
     status, *_ = run_capped([sys.executable, str(Path(__file__).resolve().parent / "gpu_env.py"), str(path)],
-                              ENV_CAP_S, out / "logs" / "env.log", child_env(dry_run))
+                            ENV_CAP_S, out / "logs" / "env.log", child_env(dry_run))
     try:
         env = read_json(path)
     except (OSError, ValueError):
@@ -224,7 +224,7 @@ def record_environment(out: Path, dry_run: bool) -> dict[str, Any]:
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--dry-run", is_flag=True, help="The same sequence on the CPU at toy sizes (well under a minute).")
+@click.option("--dry-run", is_flag=True, help="The same sequence on the CPU at toy sizes (about a minute).")
 @click.option("--only", default=None, help="Comma-separated benchmark names to run (default: all, in order).")
 @click.option("--budget-s", type=float, default=None,
               help=f"Time for all benchmarks together [default: {SUITE_BUDGET_S} s; dry run {DRY_BUDGET_S} s].")
