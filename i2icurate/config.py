@@ -71,6 +71,23 @@ INPUT_OPTIONS = (
 
 DISCOVER = _opts(
     Option("k", 10, "Number of pseudo-domains (clusters).", int, 2, 1000),
+    Option("backbone", "efficientnet-lite0", "Guiding network trunk: vgg11 (TUNIT's, trained from scratch), "
+           "efficientnet-lite0/1/2 (ImageNet weights from registry packages, offline), a torchvision model name "
+           "(weights from the torch cache, downloaded once where online) or a weights file (ARCH:PATH)."),
+    Option("backbone_size", 0, "Pixels the pretrained trunk reads (0 = the plan's choice: 64 on CPU, 128 on GPU).",
+           int, 0, 512),
+    Option("heads", 5, "Class heads trained together on a pretrained trunk; the run assigns with the best one.",
+           int, 1, 32),
+    Option("pca_dim", 64, "Size of the descriptor the heads read (principal axes of the trunk's features).", int, 8,
+           1024),
+    Option("style_weight", 1.0, "Weight of the trunk's channel statistics (style) beside its pooled features "
+           "(content) in the descriptor.", float, 0.0, 10.0),
+    Option("knn", 20, "Neighbours per image for the heads' consistency loss (SCAN).", int, 1, 200),
+    Option("w_entropy", 5.0, "Weight of the heads' entropy term, which keeps every cluster in use.", float, 0.0),
+    Option("head_batch", 512, "Images per update of the heads (on cached features).", int, 8, 65536),
+    Option("head_temperature", 0.1, "Temperature of the heads' cosine prototypes at initialisation.", float, 1e-3,
+           10.0),
+    Option("lr_heads", 1e-2, "Learning rate of the class heads on a pretrained trunk (Adam).", float, 0.0),
     Option("img_size", 128, "Training image size in pixels (square).", int, 32, 256),
     Option("batch_size", 32, "Images per iteration.", int, 2, 4096),
     Option("iters", 200_000, "Training iterations.", int, 1),
@@ -122,9 +139,10 @@ TRANSLATE = _opts(
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "discover": {
         # The reference schedule and sizes (TUNIT, AnimalFaces-10): about 25 h on one H100.
-        "full": {},
-        # Small networks at 32 px: a meaningful CPU demo in minutes.
+        "full": {"backbone": "vgg11"},
+        # The from-scratch VGG-11 with small networks at 32 px (kept for comparison with the default plan).
         "tiny": {
+            "backbone": "vgg11",
             "img_size": 32,
             "batch_size": 32,
             "iters": 2000,
@@ -204,6 +222,8 @@ def reject_options_on_resume(options: dict[str, Any]) -> None:
         raise UserError(f"--resume continues a run with its saved options; drop {', '.join(given)}")
 
 
-def resolve(command: str, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """A command's options: defaults, then the preset, then explicit overrides."""
-    return resolve_table(command, TABLES[command], PRESETS.get(command, {}), preset, overrides)
+def resolve(command: str, preset: str | None = None, defaults: dict[str, Any] | None = None,
+            **overrides: Any) -> dict[str, Any]:
+    """A command's options: defaults (the table's, then `defaults`, e.g. a hardware plan), then the preset, then
+    explicit overrides."""
+    return resolve_table(command, TABLES[command], PRESETS.get(command, {}), preset, overrides, defaults)

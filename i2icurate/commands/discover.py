@@ -18,15 +18,21 @@ from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labe
 from i2icurate.data.scan import scan_folder
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
+from i2icurate.engines.features import cached_features, run_features
 from i2icurate.engines.loop import train_run
-from i2icurate.engines.tunit import TunitTrainer, resolve_device
+from i2icurate.engines.tunit import TunitTrainer, resolve_device, uses_pretrained_trunk
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
+from i2icurate.models.backbones import SCRATCH, load_backbone
+from i2icurate.plan import describe_plan, hardware_plan
 from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
 
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
-ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width")
+ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width", "backbone",
+                "backbone_size", "heads", "pca_dim", "style_weight")
+# what a run made before an option existed used
+BEFORE_OPTION = {"backbone": SCRATCH}
 
 
 def default_workers(workers: int) -> int:
@@ -97,12 +103,23 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     if options.get("from_run"):
         parent = open_run(options["from_run"])
         parent_cfg = read_json(parent / CONFIG_FILE)
-        options = {**options, **{k: parent_cfg[k] for k in ARCHITECTURE if options.get(k) is None}}
+        inherited = {k: parent_cfg.get(k, BEFORE_OPTION.get(k)) for k in ARCHITECTURE if options.get(k) is None}
+        options = {**options, **{k: v for k, v in inherited.items() if v is not None}}
         options["from_run"] = str(parent.resolve())
     if options.get("labels"):
         options["labels"] = str(Path(options["labels"]).expanduser().resolve())
         read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
-    cfg = resolve("discover", preset, **options)
+    plan = None
+    if preset is None:
+        root = check_source(source, options.get("project") or "runs")
+        n_files = len(scan_folder(root).files)
+        plan = hardware_plan(resolve_device(options.get("device") or "auto"), n_files,
+                             options.get("head_batch") or 512)
+    cfg = resolve("discover", preset, defaults=plan, **options)
+    if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
+        cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
+    if uses_pretrained_trunk(cfg):
+        load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
     check_batch_split(cfg["batch_size"], world)
     root = check_source(source, cfg["project"])
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
@@ -189,7 +206,17 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
         cfg["batch_size"] = fits
         write_json(run / CONFIG_FILE, cfg)
     check_batch_split(cfg["batch_size"], world)
+    if uses_pretrained_trunk(cfg):
+        console.print(describe_plan(cfg, n_images, resolve_device(cfg["device"])), highlight=False)
     return run, cfg
+
+
+def _trunk_features(trainer: TunitTrainer, run: Path, images: np.ndarray, console: Console) -> None:
+    """Compute the trunk's features of every image into the run folder (or find them there)."""
+    with _progress(console) as progress:
+        task = progress.add_task("trunk features", total=len(images))
+        run_features(run, trainer.E.trunk, images, trainer.device, trainer.amp_dtype,
+                     progress=lambda done, total: progress.update(task, completed=done))
 
 
 def discover(
@@ -222,14 +249,21 @@ def discover(
                 write_json(run / CONFIG_FILE, cfg)
         trainer = TunitTrainer(cfg, images, labels, pool, dist=dist,
                                device=resolve_device(device_name) if dist.enabled else None)
+        fresh = False
         if (run / LAST).is_file():
             trainer.load_state_dict(load_checkpoint(run / LAST))
             console.print(f"resuming from iteration {trainer.step_count}")
         elif cfg.get("from_run"):
             _load_parent_weights(trainer, Path(cfg["from_run"]))
             console.print(f"starting from the weights of {cfg['from_run']}")
+        else:
+            fresh = True
+        if trainer.pretrained:
+            run_on_main_and_share(dist, lambda: _trunk_features(trainer, run, images, console))
+            trainer.attach_features(*cached_features(run, len(images)), fresh=fresh)
+        trunk = f"{cfg['backbone']} trunk, " if trainer.pretrained else ""
         console.print(
-            f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
+            f"TUNIT: K={cfg['k']}, {trunk}{cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
             f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"
             + (" with bf16 autocast" if trainer.amp_dtype is not None else "")
             + (f", {dist.world} processes (DistributedDataParallel)" if dist.enabled else "")

@@ -25,12 +25,15 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-from i2icurate.data.augment import positive_pair
+from i2icurate.data.augment import positive_pair, random_flip, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, all_gather_rows, all_reduce_sum, gather_objects
+from i2icurate.engines.heads import HeadPhase
+from i2icurate.models.backbones import SCRATCH, is_pretrained, load_backbone
 from i2icurate.models.tunit import Discriminator, Generator, GuidingNetwork
 from i2icurate.models.tunit.losses import StyleQueue, d_hinge_loss, g_adv_loss, iic_loss, moco_loss, r1_penalty
+from i2icurate.models.tunit.pretrained_guiding import PretrainedGuidingNetwork
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,10 +76,24 @@ def speed_settings(cfg: dict[str, Any], device: torch.device) -> SpeedSettings:
     )
 
 
+def uses_pretrained_trunk(cfg: dict[str, Any]) -> bool:
+    """Whether the run's guiding network is a pretrained trunk with heads (runs made before --backbone: no)."""
+    return is_pretrained(cfg.get("backbone", SCRATCH))
+
+
+def build_guiding(cfg: dict[str, Any]) -> nn.Module:
+    """The guiding network E of a resolved discover config: the from-scratch VGG-11 or a pretrained trunk."""
+    if not uses_pretrained_trunk(cfg):
+        return GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"])
+    trunk = load_backbone(cfg["backbone"], cfg["backbone_size"])
+    return PretrainedGuidingNetwork(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"],
+                                    cfg["style_weight"])
+
+
 def build_networks(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     """The three TUNIT networks for a resolved discover config."""
     return {
-        "E": GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"]),
+        "E": build_guiding(cfg),
         "G": Generator(cfg["img_size"], cfg["style_dim"], cfg["g_width"], cfg["mlp_width"]),
         "D": Discriminator(cfg["img_size"], cfg["k"], cfg["d_width"], cfg["d_max_width"]),
     }
@@ -136,7 +153,8 @@ class TunitTrainer:
             net.requires_grad_(False)
         fused = {"fused": True} if self.speed.fused_optim and self.device.type == "cuda" else {}
         foreach = {"foreach": True} if self.speed.fused_optim else {}
-        self.opt_e = torch.optim.Adam(self.E.parameters(), lr=cfg["lr_e"], weight_decay=cfg["wd_e"], **fused)
+        self.pretrained = uses_pretrained_trunk(cfg)
+        self.opt_e = torch.optim.Adam(self._guiding_param_groups(), lr=cfg["lr_e"], weight_decay=cfg["wd_e"], **fused)
         self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg["lr_g"], weight_decay=cfg["wd_gd"], **foreach)
         self.opt_d = torch.optim.RMSprop(self.D.parameters(), lr=cfg["lr_d"], weight_decay=cfg["wd_gd"], **foreach)
         self._wrap_for_training()
@@ -152,6 +170,28 @@ class TunitTrainer:
         self.gan_start, self.ema_g_start = phase_steps(cfg)
         self.step_count = 0
         self._preview: torch.Tensor | None = None
+        self.head_phase: HeadPhase | None = None
+        if self.pretrained:  # the heads train on cached features, in batches of their own
+            self.head_sampler = make_sampler(len(images), cfg["head_batch"], cfg["seed"] + 3, labels, pool)
+            self.head_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 4)
+
+    def _guiding_param_groups(self) -> list[dict[str, Any]]:
+        """E's trainable parameters; on a pretrained trunk the class heads get their own rate and no decay."""
+        if not self.pretrained:
+            return [{"params": list(self.E.parameters())}]
+        return [{"params": list(self.E.heads.parameters()), "lr": self.cfg["lr_heads"], "weight_decay": 0.0},
+                {"params": list(self.E.cont.parameters())}]
+
+    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool) -> None:
+        """Give a pretrained-trunk run its cached trunk features (views, N, dim); `fresh`: no weights were loaded,
+        so the descriptor is fitted to this folder and every head starts from its own k-means."""
+        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device)
+        if fresh:
+            self.head_phase.fit()
+            self.head_phase.choose_best(self.E)
+            self.E_ema.load_state_dict(self.E.state_dict())
+        else:
+            self.head_phase.prepare()
 
     def _wrap_for_training(self) -> None:
         """The callables the step trains through: DDP wrappers and compiled modules around the same parameters.
@@ -196,7 +236,10 @@ class TunitTrainer:
         return nn.functional.cross_entropy(both, torch.cat([y[known], y[known]]))
 
     def step(self, i: int) -> dict[str, float]:
-        """One TUNIT iteration: E alone during warm-up, then E, D, and G with E."""
+        """One TUNIT iteration: E alone during warm-up, then E, D, and G with E (on a pretrained trunk: E's heads
+        on cached features during warm-up, then D, and G with E's style head)."""
+        if self.pretrained:
+            return self._pretrained_step(i)
         cfg = self.cfg
         idx, batch = self.batches.next()
         x, x_aug = positive_pair(batch, self.aug_gen)
@@ -236,6 +279,61 @@ class TunitTrainer:
             ema_update(self.G_ema, self.G, cfg["ema_beta"])
         return out
 
+    def _pretrained_step(self, i: int) -> dict[str, float]:
+        if i < self.gan_start:
+            out = self._head_step()
+            if i == self.gan_start - 1:  # end of the head phase: assign with the best head, EMA restarts there
+                scores = self.head_phase.choose_best(self.E)
+                self.E_ema.load_state_dict(self.E.state_dict())
+                out["heads/best"] = float(int(self.E.best))
+                out["heads/best_loss"] = float(min(scores))
+            return out
+        idx, batch = self.batches.next()
+        x = random_flip(to_unit(batch), self.aug_gen)
+        x = to_signed(x)
+        if self.speed.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self._gan_step(i, x, idx, x.shape[0])
+        ema_update(self.E_ema, self.E, self.cfg["ema_beta"])
+        if i == self.ema_g_start:
+            self.G_ema.load_state_dict(self.G.state_dict())
+        elif i > self.ema_g_start:
+            ema_update(self.G_ema, self.G, self.cfg["ema_beta"])
+        return out
+
+    def _head_step(self) -> dict[str, float]:
+        """One update of E's class heads (SCAN) and style head (MoCo between an image's two views)."""
+        cfg, phase = self.cfg, self.head_phase
+        idx = torch.from_numpy(self.head_sampler.next_indices()).to(self.device)
+        loss, out = phase.losses(idx, self.head_gen, self.labels)
+        query, key_view = phase.style_views(idx, self.head_gen)
+        styles = self.E.cont(query)
+        with torch.no_grad():
+            keys = self.E_ema.cont(key_view)
+        loss_moco = moco_loss(styles, keys, self.queue.negatives(), cfg["temperature"])
+        loss = loss + cfg["w_moco"] * loss_moco
+        self.opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_e.step()
+        self.queue.push(keys)
+        ema_update(self.E_ema, self.E, cfg["ema_beta"])
+        out["loss/moco"] = loss_moco.item()
+        return out
+
+    def _encode_reals(self, x: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(class logits without a graph, style codes with one, EMA style keys of the permuted references)."""
+        if self.pretrained and not self.dist.enabled:  # one trunk pass serves E and its EMA copy
+            with torch.no_grad():
+                desc = self.E.describe(*self.E.trunk(x))
+            logits, s_src = self.E.forward_descriptor(desc, grad_logits=False)
+            with torch.no_grad():
+                key_ref = self.E_ema.cont(desc[perm])
+            return logits, s_src, key_ref
+        logits, s_src = self.run_E(x, grad_logits=False)
+        with torch.no_grad():
+            _, key_ref = self.E_ema(x[perm])
+        return logits, s_src, key_ref
+
     def _pseudo_labels(self, logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         """argmax of the class head; human labels win where a semi-supervised run has them."""
         y = logits.detach().argmax(1)
@@ -248,7 +346,7 @@ class TunitTrainer:
         cfg = self.cfg
         perm = torch.randperm(b, generator=self.perm_gen, device=self.device)
         with self._autocast():
-            logits, s_src = self.run_E(x, grad_logits=False)
+            logits, s_src, key_ref = self._encode_reals(x, perm)
             y = self._pseudo_labels(logits, idx)
             s_ref, x_ref, y_ref = s_src[perm], x[perm], y[perm]
             fake, rec = self.run_G(x, torch.cat([s_ref, s_src])).chunk(2)  # one content pass for both
@@ -275,8 +373,6 @@ class TunitTrainer:
         with self._autocast():
             d_out = self.run_D_frozen(torch.cat([fake, rec]), torch.cat([y_ref, y]))
             _, s_fake = self.run_E(fake, grad_logits=False)
-            with torch.no_grad():
-                _, key_ref = self.E_ema(x_ref)
         loss_adv = g_adv_loss(d_out[:b], d_out[b:])
         loss_rec = (rec.float() - x).abs().mean()
         loss_sty = moco_loss(s_fake, key_ref.float(), self.queue.negatives(), cfg["temperature"])
@@ -286,6 +382,8 @@ class TunitTrainer:
         loss_g.backward()
         self.opt_g.step()
         self.opt_e.step()
+        if self.pretrained:  # the warm-up filled the queue from cached features; the GAN phase feeds it the same way
+            self.queue.push(all_gather_rows(self.dist, key_ref.float().detach()))
         out = {
             "loss/d_adv": loss_d_adv.item(),
             "loss/g_adv": loss_adv.item(),
@@ -327,6 +425,8 @@ class TunitTrainer:
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_e", "opt_g", "opt_d")},
             "queue": self.queue.state_dict(),
             "sampler": self.batches.state_dict(),
+            **({"head_sampler": self.head_sampler.state_dict(), "head_gen": self.head_gen.get_state()}
+               if self.pretrained else {}),
             **self._random_state(),
         }
 
@@ -345,6 +445,9 @@ class TunitTrainer:
             getattr(self, name).load_state_dict(opt_state)
         self.queue.load_state_dict(state["queue"])
         self.batches.load_state_dict(state["sampler"])
+        if self.pretrained:
+            self.head_sampler.load_state_dict(state["head_sampler"])
+            self.head_gen.set_state(state["head_gen"])
         own = state
         if self.dist.enabled:
             ranks = state.get("ranks") or []

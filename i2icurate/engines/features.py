@@ -1,0 +1,108 @@
+"""The frozen trunk's features of every image, computed once per run and kept in the run folder.
+
+Two views per image (as decoded, and mirrored) are passed through the trunk; the raw (content, style statistics)
+outputs are stored as float16 `.npy` files written atomically, so a resumed run reads them instead of recomputing.
+The clustering heads then train on these features alone, which costs seconds rather than trunk passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from i2icurate.export.spans import row_spans
+from i2icurate.runs import atomic_path
+
+CONTENT_NPY = "features_content.npy"
+STYLE_NPY = "features_style.npy"
+VIEWS = 2  # as decoded, mirrored
+
+
+def _to_input(u8: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = torch.from_numpy(np.array(u8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def compute_features(
+    trunk: torch.nn.Module,
+    images: np.ndarray,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(content (VIEWS, N, Dc), style (VIEWS, N, Ds)) float16 of (N, S, S, 3) uint8 images."""
+    n = len(images)
+    channels_last = True  # measured faster on CPUs (depthwise convolutions) and on GPUs
+    trunk.to(device, memory_format=torch.channels_last).eval()
+    content = np.empty((VIEWS, n, trunk.content_dim), dtype=np.float16)
+    style = np.empty((VIEWS, n, trunk.style_dim), dtype=np.float16)
+    spans = row_spans(n, batch_size)
+    for done, (start, stop) in enumerate(spans, 1):
+        x = _to_input(images[start:stop], device, channels_last)
+        for view, batch in enumerate((x, x.flip(-1))):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                c, s = trunk(batch)
+            content[view, start:stop] = c.float().cpu().numpy()
+            style[view, start:stop] = s.float().cpu().numpy()
+        if progress is not None:
+            progress(stop, n) if done < len(spans) else progress(n, n)
+    return content, style
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def cached_features(run: Path, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's stored features when both files exist and hold `n` images."""
+    paths = run / CONTENT_NPY, run / STYLE_NPY
+    if not all(p.is_file() for p in paths):
+        return None
+    content, style = (np.load(p, mmap_mode="r") for p in paths)
+    if content.shape[:2] != (VIEWS, n) or style.shape[:2] != (VIEWS, n):
+        return None
+    return np.asarray(content), np.asarray(style)
+
+
+def run_features(run: Path, trunk: torch.nn.Module, images: np.ndarray, device: torch.device,
+                 amp_dtype: torch.dtype | None, progress: Callable[[int, int], None] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The run's features: read from the run folder, or computed and stored there."""
+    found = cached_features(run, len(images))
+    if found is not None:
+        return found
+    content, style = compute_features(trunk, images, device, amp_dtype, progress=progress)
+    _save(run / CONTENT_NPY, content)
+    _save(run / STYLE_NPY, style)
+    return content, style
+
+
+def neighbours(desc: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Indices (N, k) of each row's k most cosine-similar other rows (exact; faiss when installed and N is large)."""
+    n = desc.shape[0]
+    k = max(1, min(k, n - 1))
+    x = torch.nn.functional.normalize(desc.float(), dim=1)
+    if n > 50_000:
+        try:
+            import faiss
+
+            index = faiss.IndexFlatIP(x.shape[1])
+            index.add(x.cpu().numpy())
+            _, ids = index.search(x.cpu().numpy(), k + 1)
+            return torch.from_numpy(ids[:, 1:]).long()
+        except ImportError:
+            pass
+    out = torch.empty(n, k, dtype=torch.long)
+    for start in range(0, n, chunk):
+        sim = x[start : start + chunk] @ x.t()
+        rows = torch.arange(start, min(start + chunk, n))
+        sim[rows - start, rows] = -2.0  # not its own neighbour
+        out[start : start + chunk] = sim.topk(k, dim=1).indices.cpu()
+    return out

@@ -1,0 +1,131 @@
+"""The first phase of a discover run on a pretrained trunk: class heads and style head on the cached features.
+
+The class heads follow SCAN (Van Gansbeke et al., ECCV 2020) on a frozen trunk: an image and one of its nearest
+neighbours in descriptor space should get the same cluster (consistency), while the batch's mean assignment stays
+spread over all K clusters (an entropy term, which is what keeps every cluster in use). Each head starts from the
+prototypes of a k-means run with its own seed; the run assigns with the head whose loss over the whole folder is
+lowest at the end. The style head learns TUNIT's style code with the MoCo loss between an image's two views.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from i2icurate.engines.features import neighbours
+
+
+def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(total, consistency, negative entropy of the mean assignment) of two (B, K) probability batches."""
+    consistency = -torch.log((p_anchor * p_neighbour).sum(1).clamp_min(1e-7)).mean()
+    mean = p_anchor.mean(0)
+    neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum()
+    return consistency + entropy_weight * neg_entropy, consistency, neg_entropy
+
+
+def kmeans_prototypes(desc: Tensor, k: int, seed: int) -> Tensor:
+    """k unit-length centroids of the rows of `desc` (k-means++ start, one run with this seed)."""
+    from sklearn.cluster import KMeans
+
+    x = desc.float().cpu().numpy()
+    sample = x
+    if len(x) > 100_000:  # the centroids settle long before a million points
+        sample = x[np.random.default_rng(seed).choice(len(x), 100_000, replace=False)]
+    centroids = KMeans(k, n_init=1, random_state=seed).fit(sample).cluster_centers_
+    return F.normalize(torch.from_numpy(centroids).float(), dim=1)
+
+
+class HeadPhase:
+    """Holds the descriptors (views, N, D) and neighbour lists of a run, and trains E's heads on them."""
+
+    def __init__(self, guiding: torch.nn.Module, content: np.ndarray, style: np.ndarray, cfg: dict[str, Any],
+                 device: torch.device, chunk: int = 8192) -> None:
+        self.E, self.cfg, self.device = guiding, cfg, device
+        self.content, self.style = content, style
+        self.chunk = chunk
+        self.desc: Tensor | None = None
+        self.nbrs: Tensor | None = None
+
+    @torch.no_grad()
+    def fit(self) -> None:
+        """A fresh run: fit the descriptor to this folder, then start every head from its own k-means."""
+        first = (torch.from_numpy(np.asarray(self.content[0], dtype=np.float32)),
+                 torch.from_numpy(np.asarray(self.style[0], dtype=np.float32)))
+        self.E.fit_descriptor(*(t.to(self.device) for t in first))
+        self.prepare()
+        tau = self.cfg["head_temperature"]
+        for h, head in enumerate(self.E.heads):
+            head.weight.copy_(kmeans_prototypes(self.desc[0], self.E.k, self.cfg["seed"] + h).to(self.device) / tau)
+            head.bias.zero_()
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """Descriptors of every view with E's current fit, and each image's nearest neighbours."""
+        views = []
+        for v in range(self.content.shape[0]):
+            rows = []
+            for start in range(0, self.content.shape[1], self.chunk):
+                c = torch.from_numpy(np.asarray(self.content[v, start : start + self.chunk], dtype=np.float32))
+                s = torch.from_numpy(np.asarray(self.style[v, start : start + self.chunk], dtype=np.float32))
+                rows.append(self.E.describe(c.to(self.device), s.to(self.device)))
+            views.append(torch.cat(rows))
+        self.desc = torch.stack(views)
+        self.nbrs = neighbours(self.desc[0], self.cfg["knn"]).to(self.device)
+
+    def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None) -> tuple[Tensor, dict[str, float]]:
+        """The class heads' SCAN loss (summed over heads) and the supervised term for labelled images of `idx`."""
+        cfg, n_views, b = self.cfg, self.desc.shape[0], len(idx)
+        pick = torch.randint(self.nbrs.shape[1], (b,), generator=gen, device=self.device)
+        nbr = self.nbrs[idx, pick]
+        va = torch.randint(n_views, (b,), generator=gen, device=self.device)
+        vb = torch.randint(n_views, (b,), generator=gen, device=self.device)
+        x_a, x_b = self.desc[va, idx], self.desc[vb, nbr]
+        total = x_a.new_zeros(())
+        cons, ent = 0.0, 0.0
+        known = None if labels is None else labels[idx.cpu()].to(self.device)
+        for head in self.E.heads:
+            logits_a = head(x_a)
+            loss, c, e = scan_loss(F.softmax(logits_a, 1), F.softmax(head(x_b), 1), cfg["w_entropy"])
+            total = total + loss
+            cons, ent = cons + c.item(), ent + e.item()
+            if known is not None and bool((known >= 0).any()):
+                total = total + cfg["w_sup"] * F.cross_entropy(logits_a[known >= 0], known[known >= 0])
+        n = len(self.E.heads)
+        return total, {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
+
+    def style_views(self, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Two different views' descriptors of the images `idx` (the style head's positive pairs)."""
+        n_views = self.desc.shape[0]
+        va = torch.randint(n_views, (len(idx),), generator=gen, device=self.device)
+        vb = (va + 1) % n_views
+        return self.desc[va, idx], self.desc[vb, idx]
+
+    @torch.no_grad()
+    def head_scores(self) -> list[float]:
+        """Each head's SCAN loss over the whole folder (first view, all neighbours)."""
+        scores = []
+        desc = self.desc[0]
+        for head in self.E.heads:
+            total = 0.0
+            probs = F.softmax(head(desc), 1)
+            for start in range(0, len(desc), self.chunk):
+                p = probs[start : start + self.chunk]
+                q = probs[self.nbrs[start : start + self.chunk]]  # (b, knn, K)
+                total += -torch.log((p[:, None, :] * q).sum(-1).clamp_min(1e-7)).mean(1).sum().item()
+            mean = probs.mean(0)
+            neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum().item()
+            scores.append(total / len(desc) + self.cfg["w_entropy"] * neg_entropy)
+        return scores
+
+    @torch.no_grad()
+    def choose_best(self, *networks: torch.nn.Module) -> list[float]:
+        """Make the head with the lowest folder-wide loss the one `networks` assign with; returns the scores."""
+        scores = self.head_scores()
+        best = int(np.argmin(scores))
+        for net in networks:
+            net.best.fill_(best)
+        return scores

@@ -1,0 +1,88 @@
+"""The default discover schedule: chosen from the device and the folder size, printed with a time estimate.
+
+`discover FOLDER` without `--preset` trains on a pretrained trunk with a budget that fits the machine:
+- on a CPU: 32 px images for the generator and discriminator (small widths), the trunk reading 64 px, and a
+  generator phase sized so that 10,000 images finish in about a quarter of an hour on 2 cores;
+- on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations.
+The class heads train for about 40 passes over the cached features either way. Every value is an ordinary option:
+an explicit flag wins over the plan, and `--preset full` is the paper's schedule.
+
+The time estimate uses per-image costs measured on the development machine (a 2-core AMD EPYC; bench/RESULTS.md)
+and on the reference GPU, scaled by the thread count; it is a guide, printed so a user can stop early.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+HEAD_EPOCHS = 40
+# Measured seconds per unit on 2 CPU threads (bench/RESULTS.md, "default plan"); GPU figures are rough.
+CPU_COST = {"decode": 1 / 900, "trunk": 1 / 230, "head_step": 0.02, "gan_step": 0.7}
+GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step": 0.25}
+# seconds of generator training on a 2-core CPU: 0.03 s per image, between 2 and 5.5 minutes
+CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
+
+
+def head_steps(n_images: int, head_batch: int) -> int:
+    """About HEAD_EPOCHS passes over the folder in batches of `head_batch`, between 200 and 5,000 updates."""
+    return int(min(5000, max(200, math.ceil(HEAD_EPOCHS * n_images / head_batch))))
+
+
+def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, threads: int | None = None,
+                  ) -> dict[str, Any]:
+    """Option values of the default schedule for `device` and a folder of `n_images` images."""
+    heads = head_steps(n_images, head_batch)
+    if device.type == "cuda":
+        gan = 10_000
+        plan: dict[str, Any] = {"img_size": 128, "backbone_size": 128, "batch_size": 32}
+    else:
+        threads = threads or torch.get_num_threads()
+        low, high, per_image = CPU_GAN_BUDGET_S
+        budget = min(high, max(low, per_image * n_images))
+        gan = int(min(2000, max(100, budget / (CPU_COST["gan_step"] * 2 / max(1, min(threads, 8))))))
+        plan = {
+            "img_size": 32, "backbone_size": 64, "batch_size": 32, "style_dim": 32, "g_width": 16, "d_width": 16,
+            "d_max_width": 128, "mlp_width": 64, "queue_size": 1024, "ema_beta": 0.99, "log_every": 25,
+            "sample_every": 250, "ckpt_every": 250,
+        }
+    plan["iters"] = heads + gan
+    plan["warmup_frac"] = heads / plan["iters"]
+    plan["ema_g_delay"] = 0.01
+    return plan
+
+
+def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -> dict[str, float]:
+    """Rough seconds per phase (decode, trunk features, heads, generator, export) of a resolved config."""
+    cost = GPU_COST if device.type == "cuda" else dict(CPU_COST)
+    if device.type != "cuda":
+        scale = 2 / max(1, min(torch.get_num_threads(), 8))
+        cost = {k: v * scale for k, v in cost.items()}
+    warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
+    size_factor = (cfg.get("backbone_size") or 64) ** 2 / 64**2
+    gan_factor = (cfg["img_size"] / 32) ** 2 * cfg["batch_size"] / 32
+    return {
+        "decode": n_images * cost["decode"],
+        "features": 2 * n_images * cost["trunk"] * size_factor,
+        "heads": warmup * cost["head_step"],
+        "generator": (cfg["iters"] - warmup) * cost["gan_step"] * gan_factor,
+        "export": n_images * cost["trunk"] * size_factor + 0.004 * n_images,
+    }
+
+
+def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> str:
+    """One line for the screen: what will run, and about how long it will take."""
+    est = estimate_seconds(cfg, n_images, device)
+    warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
+    total = sum(est.values())
+    return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, {cfg['heads']} heads x "
+            f"{warmup} updates, then {cfg['iters'] - warmup} generator iterations at {cfg['img_size']} px "
+            f"(batch {cfg['batch_size']}) on {device}: about {_minutes(total)} "
+            f"(features {_minutes(est['features'])}, generator {_minutes(est['generator'])}, "
+            f"export {_minutes(est['export'])})")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
