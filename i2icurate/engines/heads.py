@@ -31,7 +31,7 @@ def kmeans_prototypes(desc: Tensor, k: int, seed: int) -> Tensor:
     """k unit-length centroids of the rows of `desc` (k-means++ start, one run with this seed)."""
     from sklearn.cluster import KMeans
 
-    x = desc.float().cpu().numpy()
+    x = desc.double().cpu().numpy()  # float64: float32 BLAS sums varied in the last bit between two runs
     sample = x
     if len(x) > 100_000:  # the centroids settle long before a million points
         sample = x[np.random.default_rng(seed).choice(len(x), 100_000, replace=False)]
@@ -85,17 +85,24 @@ class HeadPhase:
         vb = torch.randint(n_views, (b,), generator=gen, device=self.device)
         x_a, x_b = self.desc[va, idx], self.desc[vb, nbr]
         total = x_a.new_zeros(())
-        cons, ent = 0.0, 0.0
+        cons, ent, sup = 0.0, 0.0, None
         known = None if labels is None else labels[idx.cpu()].to(self.device)
+        if known is not None and not bool((known >= 0).any()):
+            known = None
         for head in self.E.heads:
             logits_a = head(x_a)
             loss, c, e = scan_loss(F.softmax(logits_a, 1), F.softmax(head(x_b), 1), cfg["w_entropy"])
             total = total + loss
             cons, ent = cons + c.item(), ent + e.item()
-            if known is not None and bool((known >= 0).any()):
-                total = total + cfg["w_sup"] * F.cross_entropy(logits_a[known >= 0], known[known >= 0])
+            if known is not None:  # a reviewer's labels: cross-entropy on every head
+                ce = F.cross_entropy(logits_a[known >= 0], known[known >= 0])
+                total = total + cfg["w_sup"] * ce
+                sup = ce.item() + (sup or 0.0)
         n = len(self.E.heads)
-        return total, {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
+        out = {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
+        if sup is not None:
+            out["loss/sup_ce"] = sup / n
+        return total, out
 
     def style_views(self, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Two different views' descriptors of the images `idx` (the style head's positive pairs)."""

@@ -23,6 +23,7 @@ from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.export.summary import cluster_summary, print_summary
 from i2icurate.export.visuals import cluster_sheets, scatter_png, translation_grid, umap_2d
 from i2icurate.metrics.clustering import clustering_scores
+from i2icurate.models.backbones import SCRATCH
 from i2icurate.runs import atomic_path, read_csv, read_json, save_npy, write_json
 
 IMAGES_CSV = "images.csv"
@@ -191,7 +192,12 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     truth = load_eval_labels(spec, read_paths(run)) if spec else None
     scores = clustering_scores(truth, clusters) if truth is not None else None
     table = cluster_summary(clusters, confidence, k)
-    summary = {"images": n, "k": k, "clusters": table, "scores": scores, "eval_labels": spec}
+    used = sum(1 for row in table if row["size"] > 0)
+    summary = {"images": n, "k": k, "clusters_used": used, "backbone": cfg.get("backbone", SCRATCH),
+               "clusters": table, "scores": scores, "eval_labels": spec}
     write_json(run / "summary.json", summary)
     print_summary(console, table, scores, title=str(run))
+    if used < k:
+        console.print(f"[yellow]warning: only {used} of {k} clusters hold images[/]: the folder may hold fewer "
+                      f"domains than K (try -k {used}), or the class head collapsed (try the default --backbone)")
     return summary

@@ -14,6 +14,7 @@ either unchanged.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,17 +49,25 @@ class PretrainedGuidingNetwork(nn.Module):
     @torch.no_grad()
     def fit_descriptor(self, content: Tensor, style: Tensor) -> None:
         """Fit the standardisation and the PCA to the folder's raw trunk outputs (N x dim each)."""
+        # in float64 with numpy, so that two runs on the same features get identical float32 buffers (torch's
+        # float32 reductions and its LAPACK differed in the last bits between two runs in one process)
+        parts = []
         for name, part in (("content", content), ("style", style)):
-            part = part.float()
-            getattr(self, f"{name}_mean").copy_(part.mean(0))
-            getattr(self, f"{name}_std").copy_(part.std(0).clamp_min(1e-6))
-        joined = self._joined(content, style)
+            x = part.double().cpu().numpy()
+            mean, std = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)
+            getattr(self, f"{name}_mean").copy_(torch.from_numpy(mean))
+            getattr(self, f"{name}_std").copy_(torch.from_numpy(std))
+            z = (x - mean) / std
+            parts.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8))
+        joined = np.concatenate([parts[0], parts[1] * self.style_weight], axis=1)
         mean = joined.mean(0)
-        # principal axes from the (small) covariance: feat_dim x feat_dim, whatever the number of images
-        cov = torch.cov((joined - mean).t())
-        _, vectors = torch.linalg.eigh(cov)
-        self.proj_mean.copy_(mean)
-        self.proj.copy_(vectors[:, -self.feat_dim :].flip(1))
+        # principal axes from the covariance (dim x dim, whatever the number of images); signs fixed so that each
+        # axis's largest entry is positive
+        _, vectors = np.linalg.eigh(np.cov(joined - mean, rowvar=False))
+        axes = vectors[:, ::-1][:, : self.feat_dim]
+        axes = axes * np.sign(axes[np.abs(axes).argmax(0), np.arange(axes.shape[1])])
+        self.proj_mean.copy_(torch.from_numpy(mean))
+        self.proj.copy_(torch.from_numpy(np.ascontiguousarray(axes)))
 
     def _joined(self, content: Tensor, style: Tensor) -> Tensor:
         c = _l2((content.float() - self.content_mean) / self.content_std)
