@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -76,9 +77,29 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN and infinite floats (also NumPy scalars and arrays) replaced by None, ready for strict JSON."""
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strictly valid JSON (RFC 8259): non-finite numbers become null; other unknown types their str()."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=False, default=str, allow_nan=False)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically, indented for people."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write strict JSON atomically, indented for people (NaN and infinities are written as null)."""
+    write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -111,7 +132,7 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line (a line is written in one call, so a kill loses at most that line)."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
 
 
 def open_run(path: str | Path) -> Path:
