@@ -22,6 +22,7 @@ from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import TunitTrainer, resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
+from i2icurate.markup import bold, escape
 from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
 
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
@@ -71,12 +72,12 @@ def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console)
     )
     duplicates = sum(1 for d in cache.duplicate_of if d)
     console.print(
-        f"[bold]{len(cache.paths)}[/] images from {root}"
-        + (f", [yellow]{len(skipped)} skipped[/] (reasons in {run / 'skipped.csv'})" if skipped else "")
+        f"[bold]{len(cache.paths)}[/] images from {escape(root)}"
+        + (f", [yellow]{len(skipped)} skipped[/] (reasons in {escape(run / 'skipped.csv')})" if skipped else "")
         + (f", [yellow]{duplicates} exact duplicates[/] (duplicate_of in images.csv)" if duplicates else "")
     )
     for s in skipped[:5]:
-        console.print(f"  skipped {s.path}: {s.reason}", highlight=False)
+        console.print(f"  skipped {s.path}: {s.reason}", highlight=False, markup=False)
     if len(skipped) > 5:
         console.print(f"  ... and {len(skipped) - 5} more")
     if len(cache.paths) < 2:
@@ -178,7 +179,7 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
         raise UserError("give an image folder (or --resume RUN)")
     else:
         run, cfg = _start_run(source, preset, options, world)
-    console.print(f"run folder: [bold]{run}[/]")
+    console.print(f"run folder: {bold(run)}")
     cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
     if not (cached and resume is not None):
         prepare_images(Path(cfg["source"]), run, cfg, console)
@@ -227,7 +228,7 @@ def discover(
             console.print(f"resuming from iteration {trainer.step_count}")
         elif cfg.get("from_run"):
             _load_parent_weights(trainer, Path(cfg["from_run"]))
-            console.print(f"starting from the weights of {cfg['from_run']}")
+            console.print(f"starting from the weights of {escape(cfg['from_run'])}")
         console.print(
             f"TUNIT: K={cfg['k']}, {cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "
             f"(guiding network alone until {trainer.gan_start}) on {trainer.device}"

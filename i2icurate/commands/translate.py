@@ -30,6 +30,7 @@ from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.visuals import translation_grid
+from i2icurate.markup import bold, escape
 from i2icurate.runs import (
     CONFIG_FILE,
     atomic_path,
@@ -69,7 +70,7 @@ def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg:
     with console.status(f"decoding {len(paths)} images into {cache_dir.name}"):
         result = build_cache(root, paths, size, cache_dir, default_workers(cfg["workers"]), cfg["max_pixels"])
     for skip in result.skipped:
-        console.print(f"  skipped {skip.path}: {skip.reason}", highlight=False)
+        console.print(f"  skipped {skip.path}: {skip.reason}", highlight=False, markup=False)
     return load_cache(cache_dir, size), result.paths
 
 
@@ -142,7 +143,7 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
         folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
                              None if input_dir is None else str(input_dir), None if out is None else str(out),
                              preset, options, world)
-    console.print(f"run folder: [bold]{folder}[/]  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
+    console.print(f"run folder: {bold(folder)}  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
                   f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
     source = Path(cfg["source"])
     domains: dict[str, list[str]] = {"A": [], "B": []}
@@ -206,7 +207,8 @@ def translate(
         shown = _write_outputs(translator, images, rel_paths, out_dir, device)
     n = len(shown)
     translation_grid(np.array(images[:n]), shown[:, None], folder / "grid.png", ["source", f"cluster {cfg['to']}"])
-    console.print(f"wrote {len(images)} translated images to [bold]{out_dir}[/], side by side in {folder / 'grid.png'}")
+    console.print(f"wrote {len(images)} translated images to {bold(out_dir)}, "
+                  f"side by side in {escape(folder / 'grid.png')}")
     if evaluate:
         from i2icurate.metrics.translation import evaluate_outputs
 

@@ -22,6 +22,7 @@ from i2icurate.export.neighbors import build_index, knn_outlier_scores, save_ind
 from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.export.summary import cluster_summary, print_summary
 from i2icurate.export.visuals import cluster_sheets, scatter_png, translation_grid, umap_2d
+from i2icurate.markup import escape
 from i2icurate.metrics.clustering import clustering_scores
 from i2icurate.runs import atomic_path, read_csv, read_json, save_npy, write_json
 
@@ -193,5 +194,5 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     table = cluster_summary(clusters, confidence, k)
     summary = {"images": n, "k": k, "clusters": table, "scores": scores, "eval_labels": spec}
     write_json(run / "summary.json", summary)
-    print_summary(console, table, scores, title=str(run))
+    print_summary(console, table, scores, title=escape(run))
     return summary
