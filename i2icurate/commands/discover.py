@@ -16,6 +16,7 @@ from i2icurate.config import reject_options_on_resume, resolve
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import scan_folder
+from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.loop import train_run
@@ -180,6 +181,7 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
     else:
         run, cfg = _start_run(source, preset, options, world)
     console.print(f"run folder: {bold(run)}")
+    report_optional("discover", console)
     cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
     if not (cached and resume is not None):
         prepare_images(Path(cfg["source"]), run, cfg, console)

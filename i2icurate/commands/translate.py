@@ -24,6 +24,7 @@ from i2icurate.data.augment import from_signed_u8
 from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import domain_paths, parse_cluster
 from i2icurate.data.scan import scan_folder
+from i2icurate.deps import require_metrics
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.loop import train_run
@@ -173,6 +174,8 @@ def translate(
     Under `torchrun --nproc_per_node N -m i2icurate translate ...` every process trains on its share of each
     batch (gradients averaged across processes); rank 0 prepares the run and writes the outputs.
     """
+    if evaluate:
+        require_metrics()  # FID/KID need the metrics extra: say so now, not after the training
     dist, device_name = init_distributed(options.get("device") or "auto")
     console = console or Console()
     if not dist.is_main:

@@ -170,7 +170,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     prototypes = cluster_prototypes(styles, clusters, k)
     save_npy(run / "prototypes.npy", prototypes)
 
-    with console.status("nearest neighbours and outlier scores (faiss)"):
+    with console.status("nearest neighbours and outlier scores"):
         index = build_index(styles, gpu=use_gpu_faiss(), seed=cfg["seed"])
         outliers = knn_outlier_scores(styles, index=index)
         save_index(index, run / "embeddings.faiss")
