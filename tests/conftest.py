@@ -42,7 +42,7 @@ def toy_discover_run(animal_folder, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_run(animal_folder, tmp_path_factory) -> tuple[Path, str]:
-    """A finished 6-iteration discover run with K=7 on 12 real images, and what it printed."""
+    """A finished 6-iteration discover run with K=7 on 12 real images (1 torch thread), and what it printed."""
     import io
 
     from rich.console import Console
@@ -53,5 +53,5 @@ def small_run(animal_folder, tmp_path_factory) -> tuple[Path, str]:
     folder = copy_images(animal_folder, tmp_path_factory.mktemp("small") / "twelve", 12)
     console = Console(record=True, width=500, file=io.StringIO())
     run = discover(folder, k=7, iters=6, project=str(tmp_path_factory.mktemp("small_runs")), console=console,
-                   **{**TOY_DISCOVER, "batch_size": 8})
+                   threads=1, **{**TOY_DISCOVER, "batch_size": 8})
     return run, console.export_text()

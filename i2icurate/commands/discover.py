@@ -25,6 +25,7 @@ from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.markup import bold, escape
 from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
+from i2icurate.threads import apply_threads, choose_threads, requested_threads
 
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
@@ -166,6 +167,8 @@ def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict
     reject_options_on_resume(options)
     run = open_run(resume)
     cfg = read_json(run / CONFIG_FILE)
+    if options.get("threads") is not None:  # how many cores to use may change; what is computed may not
+        cfg["threads"] = options["threads"]
     cfg["resumed"] = [*cfg.get("resumed", []), dt.datetime.now().isoformat(timespec="seconds")]
     write_json(run / CONFIG_FILE, cfg)
     return run, cfg
@@ -212,8 +215,10 @@ def discover(
     console = console or Console()
     if not dist.is_main:
         console = Console(quiet=True)
+    threads = choose_threads(requested_threads(options, resume))  # chosen before decoding loads the CPU
     try:
         run, cfg = run_on_main_and_share(dist, lambda: _setup(source, preset, resume, options, console, dist.world))
+        apply_threads(threads, console)
         images = load_cache(run / "cache", cfg["img_size"])
         paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
         labels, pool = training_labels(run, paths, cfg["k"], console)

@@ -43,6 +43,7 @@ from i2icurate.runs import (
     write_csv,
     write_json,
 )
+from i2icurate.threads import apply_threads, choose_threads, requested_threads
 from i2icurate.translators import base
 
 GRID_ROWS = 8
@@ -137,6 +138,9 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
         reject_options_on_resume(options)
         folder = open_run(resume)
         cfg = read_json(folder / CONFIG_FILE)
+        if options.get("threads") is not None:  # how many cores to use may change; what is computed may not
+            cfg["threads"] = options["threads"]
+            write_json(folder / CONFIG_FILE, cfg)
         _check_batch_split(cfg["model"], cfg["batch_size"], world)
     else:
         if from_ is None or to is None:
@@ -180,9 +184,11 @@ def translate(
     console = console or Console()
     if not dist.is_main:
         console = Console(quiet=True)
+    threads = choose_threads(requested_threads(options, resume))  # chosen before decoding loads the CPU
     try:
         folder, cfg, paths_a = run_on_main_and_share(dist, lambda: _setup(
             from_, to, run, model, input_dir, out, preset, resume, options, console, dist.world))
+        apply_threads(threads, console)
         module = base.load(cfg["model"])
         size = cfg["img_size"]
         domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
