@@ -23,6 +23,8 @@ import numpy as np
 from i2icurate.errors import UserError
 
 CONFIG_FILE = "config.json"
+# Written last by the export at the end of `discover` (or by `export`): a run without it never finished.
+FINISHED_FILE = "summary.json"
 
 
 def _umask() -> int:
@@ -145,10 +147,34 @@ def open_run(path: str | Path) -> Path:
     return run
 
 
+def is_finished(run: str | Path) -> bool:
+    """Whether a discover run finished: trained and exported (its summary.json exists)."""
+    return (Path(run) / FINISHED_FILE).is_file()
+
+
+def unfinished_error(run: str | Path) -> UserError:
+    """The one-line answer to a command given a discover run that never finished, naming the command that does."""
+    return UserError(f"{run} is an unfinished discover run (no {FINISHED_FILE}); finish it with "
+                     f"`i2icurate discover --resume {run}`")
+
+
+def open_finished_run(path: str | Path) -> Path:
+    """`open_run` for commands that read a discover run's results: refuse a run that never finished."""
+    run = open_run(path)
+    if not is_finished(run):
+        raise unfinished_error(run)
+    return run
+
+
 def latest_run(project: str | Path, command: str) -> Path:
-    """The most recently modified run folder of a command, for commands whose RUN argument is optional."""
+    """The most recently finished run folder of a command, for commands whose RUN argument is optional.
+
+    Runs that never finished (interrupted, or failed before their results were written) are passed over.
+    """
     parent = Path(project) / command
     runs = [p for p in parent.glob("*") if (p / CONFIG_FILE).is_file()] if parent.is_dir() else []
-    if not runs:
-        raise UserError(f"no {command} run found under {parent}; pass a run folder")
-    return max(runs, key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
+    finished = [p for p in runs if is_finished(p)]
+    if not finished:
+        unfinished = f" ({len(runs)} unfinished: `i2icurate {command} --resume RUN` finishes one)" if runs else ""
+        raise UserError(f"no finished {command} run found under {parent}{unfinished}; pass a run folder")
+    return max(finished, key=lambda p: (p / FINISHED_FILE).stat().st_mtime)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from i2icurate.markup import bold
-from i2icurate.runs import latest_run, open_run
+from i2icurate.runs import latest_run, open_finished_run
 
 LOCAL_HOSTS = ("", "0.0.0.0", "::")
 
@@ -30,7 +30,7 @@ def review(run: str | Path | None = None, *, project: str = "runs", port: int = 
     from i2icurate.curation.fo_env import import_fiftyone
 
     console = console or Console()
-    folder = open_run(run) if run is not None else latest_run(project, "discover")
+    folder = open_finished_run(run) if run is not None else latest_run(project, "discover")
     dataset = build_dataset(folder, console)
     table = Table(title="saved views", title_justify="left")
     table.add_column("view")

@@ -37,6 +37,7 @@ from i2icurate.runs import (
     atomic_path,
     latest_run,
     new_run_dir,
+    open_finished_run,
     open_run,
     read_csv,
     read_json,
@@ -84,7 +85,7 @@ def _check_batch_split(model: str, batch_size: int, world: int) -> None:
 def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
            preset: str | None, options: dict[str, Any], world: int = 1) -> tuple[Path, dict[str, Any]]:
     project = options.get("project") or TRANSLATE["project"].default
-    discover_run = open_run(run) if run is not None else latest_run(project, "discover")
+    discover_run = open_finished_run(run) if run is not None else latest_run(project, "discover")
     run_cfg = read_json(discover_run / CONFIG_FILE)
     cfg = resolve_translate(model, preset, options, run_cfg)
     _check_batch_split(model, cfg["batch_size"], world)
