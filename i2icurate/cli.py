@@ -16,6 +16,7 @@ from i2icurate import __version__
 from i2icurate.config import PRESETS, TABLES, Option
 from i2icurate.data.demo import DATASETS
 from i2icurate.errors import UserError
+from i2icurate.markup import bold, escape
 
 EXTRA_FLAGS = {"k": "-k", "from_run": "--from"}
 
@@ -123,7 +124,7 @@ def demo_cmd(out: str, dataset: str, per_class: int) -> None:
     from i2icurate.commands.demo import demo
 
     folder = demo(out, dataset, per_class)
-    Console().print(f"wrote {dataset} demo images to [bold]{folder}[/]")
+    Console().print(f"wrote {dataset} demo images to {bold(folder)}")
 
 
 @cli.command("review")
@@ -168,10 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Interrupted as exc:
-        err.print(f"[yellow]{exc}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]{escape(exc)}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -39,6 +39,9 @@ RUN_OPTIONS = (
     Option("device", "auto", "Device: auto (cuda if available), cpu, cuda or cuda:N."),
     Option("precision", "auto", "auto = bf16 autocast on CUDA and fp32 on CPU.", str, choices=("auto", "fp32", "bf16")),
     Option("workers", 0, "Processes decoding images (0 = one per CPU core, at most 8).", int, 0, 64),
+    Option("threads", 0, "CPU threads torch computes with (0 = auto: OMP_NUM_THREADS if set, else the cores this "
+           "process may use: CPU affinity and cgroup quota). On a machine shared with other jobs, give fewer.", int,
+           0, 1024),
     Option("log_every", 50, "Write scalars to TensorBoard and stats.jsonl every N iterations.", int, 1),
     Option("sample_every", 1000, "Write image grids to TensorBoard every N iterations.", int, 1),
     Option("ckpt_every", 1000, "Save last.pt every N iterations (also on Ctrl-C and at the end).", int, 1),
@@ -215,9 +218,14 @@ def resolve_table(
     return {name: _check(table[name], value) for name, value in values.items()}
 
 
+# How the hardware is used, not what is computed: these may change when a run is resumed.
+RESUME_OVERRIDES = ("threads",)
+
+
 def reject_options_on_resume(options: dict[str, Any]) -> None:
     """`--resume` continues with the run's saved options: refuse explicitly given ones, naming their flags."""
-    given = sorted("--" + k.replace("_", "-") for k, v in options.items() if v is not None)
+    given = sorted("--" + k.replace("_", "-") for k, v in options.items()
+                   if v is not None and k not in RESUME_OVERRIDES)
     if given:
         raise UserError(f"--resume continues a run with its saved options; drop {', '.join(given)}")
 

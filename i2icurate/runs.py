@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -22,6 +23,8 @@ import numpy as np
 from i2icurate.errors import UserError
 
 CONFIG_FILE = "config.json"
+# Written last by the export at the end of `discover` (or by `export`): a run without it never finished.
+FINISHED_FILE = "summary.json"
 
 
 def _umask() -> int:
@@ -76,9 +79,29 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN and infinite floats (also NumPy scalars and arrays) replaced by None, ready for strict JSON."""
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strictly valid JSON (RFC 8259): non-finite numbers become null; other unknown types their str()."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=False, default=str, allow_nan=False)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically, indented for people."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write strict JSON atomically, indented for people (NaN and infinities are written as null)."""
+    write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -111,7 +134,7 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line (a line is written in one call, so a kill loses at most that line)."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
 
 
 def open_run(path: str | Path) -> Path:
@@ -124,10 +147,34 @@ def open_run(path: str | Path) -> Path:
     return run
 
 
+def is_finished(run: str | Path) -> bool:
+    """Whether a discover run finished: trained and exported (its summary.json exists)."""
+    return (Path(run) / FINISHED_FILE).is_file()
+
+
+def unfinished_error(run: str | Path) -> UserError:
+    """The one-line answer to a command given a discover run that never finished, naming the command that does."""
+    return UserError(f"{run} is an unfinished discover run (no {FINISHED_FILE}); finish it with "
+                     f"`i2icurate discover --resume {run}`")
+
+
+def open_finished_run(path: str | Path) -> Path:
+    """`open_run` for commands that read a discover run's results: refuse a run that never finished."""
+    run = open_run(path)
+    if not is_finished(run):
+        raise unfinished_error(run)
+    return run
+
+
 def latest_run(project: str | Path, command: str) -> Path:
-    """The most recently modified run folder of a command, for commands whose RUN argument is optional."""
+    """The most recently finished run folder of a command, for commands whose RUN argument is optional.
+
+    Runs that never finished (interrupted, or failed before their results were written) are passed over.
+    """
     parent = Path(project) / command
     runs = [p for p in parent.glob("*") if (p / CONFIG_FILE).is_file()] if parent.is_dir() else []
-    if not runs:
-        raise UserError(f"no {command} run found under {parent}; pass a run folder")
-    return max(runs, key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
+    finished = [p for p in runs if is_finished(p)]
+    if not finished:
+        unfinished = f" ({len(runs)} unfinished: `i2icurate {command} --resume RUN` finishes one)" if runs else ""
+        raise UserError(f"no finished {command} run found under {parent}{unfinished}; pass a run folder")
+    return max(finished, key=lambda p: (p / FINISHED_FILE).stat().st_mtime)

@@ -38,3 +38,20 @@ def toy_discover_run(animal_folder, tmp_path_factory) -> Path:
 
     project = tmp_path_factory.mktemp("shared_runs")
     return discover(animal_folder, iters=12, project=str(project), console=Console(quiet=True), **TOY_DISCOVER)
+
+
+@pytest.fixture(scope="session")
+def small_run(animal_folder, tmp_path_factory) -> tuple[Path, str]:
+    """A finished 6-iteration discover run with K=7 on 12 real images (1 torch thread), and what it printed."""
+    import io
+
+    from rich.console import Console
+
+    from i2icurate.commands.discover import discover
+    from tests.cli_helpers import copy_images
+
+    folder = copy_images(animal_folder, tmp_path_factory.mktemp("small") / "twelve", 12)
+    console = Console(record=True, width=500, file=io.StringIO())
+    run = discover(folder, k=7, iters=6, project=str(tmp_path_factory.mktemp("small_runs")), console=console,
+                   threads=1, **{**TOY_DISCOVER, "batch_size": 8})
+    return run, console.export_text()

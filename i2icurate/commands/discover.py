@@ -12,10 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from i2icurate import __version__
+from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import reject_options_on_resume, resolve
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
-from i2icurate.data.scan import scan_folder
+from i2icurate.data.scan import ScanResult, scan_folder
+from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.features import cached_features, run_features
@@ -23,9 +25,11 @@ from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import TunitTrainer, resolve_device, uses_pretrained_trunk
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
+from i2icurate.markup import bold, escape
 from i2icurate.models.backbones import SCRATCH, load_backbone
 from i2icurate.plan import describe_plan, hardware_plan
 from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
+from i2icurate.threads import apply_threads, choose_threads, requested_threads
 
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
@@ -58,9 +62,10 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console) -> CacheResult:
-    """Scan and decode the folder into the run's cache; write images.csv and skipped.csv; report on screen."""
-    scan = scan_folder(root)
+def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console,
+                   scan: ScanResult | None = None) -> CacheResult:
+    """Scan (unless `scan` is given) and decode the folder into the run's cache; write images.csv and skipped.csv."""
+    scan = scan or scan_folder(root)
     with _progress(console) as progress:
         task = progress.add_task("decoding images", total=len(scan.files))
         cache = build_cache(
@@ -77,16 +82,18 @@ def prepare_images(root: Path, run: Path, cfg: dict[str, Any], console: Console)
     )
     duplicates = sum(1 for d in cache.duplicate_of if d)
     console.print(
-        f"[bold]{len(cache.paths)}[/] images from {root}"
-        + (f", [yellow]{len(skipped)} skipped[/] (reasons in {run / 'skipped.csv'})" if skipped else "")
+        f"[bold]{len(cache.paths)}[/] images from {escape(root)}"
+        + (f", [yellow]{len(skipped)} skipped[/] (reasons in {escape(run / 'skipped.csv')})" if skipped else "")
         + (f", [yellow]{duplicates} exact duplicates[/] (duplicate_of in images.csv)" if duplicates else "")
     )
     for s in skipped[:5]:
-        console.print(f"  skipped {s.path}: {s.reason}", highlight=False)
+        console.print(f"  skipped {s.path}: {s.reason}", highlight=False, markup=False)
     if len(skipped) > 5:
         console.print(f"  ... and {len(skipped) - 5} more")
     if len(cache.paths) < 2:
         raise UserError(f"only {len(cache.paths)} readable image(s) in {root}; discover needs at least 2")
+    check_k(cfg["k"], len(cache.paths), root)
+    warn_k(cfg["k"], len(cache.paths), console)
     return cache
 
 
@@ -98,7 +105,7 @@ def check_batch_split(batch_size: int, world: int) -> None:
 
 
 def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
-               world: int = 1) -> tuple[Path, dict[str, Any]]:
+               world: int = 1) -> tuple[Path, dict[str, Any], ScanResult]:
     parent = None
     if options.get("from_run"):
         parent = open_run(options["from_run"])
@@ -122,6 +129,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
     check_batch_split(cfg["batch_size"], world)
     root = check_source(source, cfg["project"])
+    scan = check_candidates(root, cfg["k"])  # before the run folder exists: a wrong folder leaves nothing behind
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
     lineage = {"from_run": cfg["from_run"] or None, "labels": cfg["labels"] or None}
     meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,
@@ -131,7 +139,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         # the run keeps its own copy: resume, review and translate of this run read the labels it was trained with
         write_bytes(run / LABELS_CSV, Path(cfg["labels"]).read_bytes())
     write_json(run / CONFIG_FILE, cfg)
-    return run, cfg
+    return run, cfg, scan
 
 
 def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tuple[np.ndarray | None, np.ndarray]:
@@ -181,6 +189,8 @@ def _resume_run(resume: str | Path, options: dict[str, Any]) -> tuple[Path, dict
     reject_options_on_resume(options)
     run = open_run(resume)
     cfg = read_json(run / CONFIG_FILE)
+    if options.get("threads") is not None:  # how many cores to use may change; what is computed may not
+        cfg["threads"] = options["threads"]
     cfg["resumed"] = [*cfg.get("resumed", []), dt.datetime.now().isoformat(timespec="seconds")]
     write_json(run / CONFIG_FILE, cfg)
     return run, cfg
@@ -194,20 +204,22 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
     elif source is None:
         raise UserError("give an image folder (or --resume RUN)")
     else:
-        run, cfg = _start_run(source, preset, options, world)
-    console.print(f"run folder: [bold]{run}[/]")
-    cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
-    if not (cached and resume is not None):
-        prepare_images(Path(cfg["source"]), run, cfg, console)
-    n_images = len(read_csv(run / IMAGES_CSV))
-    if cfg["batch_size"] > n_images:
-        fits = n_images - n_images % world
-        console.print(f"[yellow]batch size {cfg['batch_size']} > {n_images} images: using {fits}[/]")
-        cfg["batch_size"] = fits
-        write_json(run / CONFIG_FILE, cfg)
-    check_batch_split(cfg["batch_size"], world)
-    if uses_pretrained_trunk(cfg):
-        console.print(describe_plan(cfg, n_images, resolve_device(cfg["device"])), highlight=False)
+        run, cfg, scan = _start_run(source, preset, options, world)
+    console.print(f"run folder: {bold(run)}")
+    report_optional("discover", console)
+    with discard_on_failure(run, new=resume is None):  # e.g. no image decodes: no dead-end run folder is left
+        cached = (run / IMAGES_CSV).is_file() and (run / "cache").is_dir()
+        if not (cached and resume is not None):
+            prepare_images(Path(cfg["source"]), run, cfg, console, scan if resume is None else None)
+        n_images = len(read_csv(run / IMAGES_CSV))
+        if cfg["batch_size"] > n_images:
+            fits = n_images - n_images % world
+            console.print(f"[yellow]batch size {cfg['batch_size']} > {n_images} images: using {fits}[/]")
+            cfg["batch_size"] = fits
+            write_json(run / CONFIG_FILE, cfg)
+        check_batch_split(cfg["batch_size"], world)
+        if uses_pretrained_trunk(cfg):
+            console.print(describe_plan(cfg, n_images, resolve_device(cfg["device"])), highlight=False)
     return run, cfg
 
 
@@ -236,8 +248,11 @@ def discover(
     console = console or Console()
     if not dist.is_main:
         console = Console(quiet=True)
+    threads = choose_threads(requested_threads(options, resume))  # chosen before decoding loads the CPU
+    run = None
     try:
         run, cfg = run_on_main_and_share(dist, lambda: _setup(source, preset, resume, options, console, dist.world))
+        apply_threads(threads, console)
         images = load_cache(run / "cache", cfg["img_size"])
         paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
         labels, pool = training_labels(run, paths, cfg["k"], console)
@@ -255,7 +270,7 @@ def discover(
             console.print(f"resuming from iteration {trainer.step_count}")
         elif cfg.get("from_run"):
             _load_parent_weights(trainer, Path(cfg["from_run"]))
-            console.print(f"starting from the weights of {cfg['from_run']}")
+            console.print(f"starting from the weights of {escape(cfg['from_run'])}")
         else:
             fresh = True
         if trainer.pretrained:
@@ -269,6 +284,10 @@ def discover(
             + (f", {dist.world} processes (DistributedDataParallel)" if dist.enabled else "")
         )
         train_run(trainer, run, cfg, console, "discover", f"i2icurate discover --resume {run}", dist)
+    except Exception:
+        if dist.is_main and resume is None:
+            discard_unstarted(run)  # failed before its first checkpoint (e.g. --from weights that do not fit)
+        raise
     finally:
         shutdown(dist)
     if dist.is_main:

@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from i2icurate.runs import latest_run, open_run
+from i2icurate.markup import bold
+from i2icurate.runs import latest_run, open_finished_run
 
 LOCAL_HOSTS = ("", "0.0.0.0", "::")
 
@@ -29,7 +30,7 @@ def review(run: str | Path | None = None, *, project: str = "runs", port: int = 
     from i2icurate.curation.fo_env import import_fiftyone
 
     console = console or Console()
-    folder = open_run(run) if run is not None else latest_run(project, "discover")
+    folder = open_finished_run(run) if run is not None else latest_run(project, "discover")
     dataset = build_dataset(folder, console)
     table = Table(title="saved views", title_justify="left")
     table.add_column("view")
@@ -39,16 +40,16 @@ def review(run: str | Path | None = None, *, project: str = "runs", port: int = 
     console.print(table)
     console.print("Relabel in the App: tag samples [bold]cluster:N[/], [bold]exclude[/] or [bold]new_cluster[/], or "
                   "press ` and run [bold]Assign selected samples to cluster N[/]; then "
-                  f"[bold]i2icurate sync {folder}[/]", highlight=False)
+                  f"{bold(f'i2icurate sync {folder}')}", highlight=False)
     if not launch:
         return dataset
     fo = import_fiftyone()
     session = fo.launch_app(dataset, port=port, address=address, remote=remote, auto=False)
-    console.print(f"FiftyOne App: [bold]{app_url(address, port, dataset.slug)}[/]  (Ctrl-C to stop)", highlight=False)
+    console.print(f"FiftyOne App: {bold(app_url(address, port, dataset.slug))}  (Ctrl-C to stop)", highlight=False)
     try:
         session.wait(-1)
     except KeyboardInterrupt:
-        console.print(f"App stopped; save the corrections with [bold]i2icurate sync {folder}[/]", highlight=False)
+        console.print(f"App stopped; save the corrections with {bold(f'i2icurate sync {folder}')}", highlight=False)
     finally:
         session.close()
     return dataset

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from i2icurate.runs import latest_run, open_run
+from i2icurate.runs import latest_run, open_finished_run
 
 
 def sync(run: str | Path | None = None, *, project: str = "runs",
@@ -14,5 +14,5 @@ def sync(run: str | Path | None = None, *, project: str = "runs",
     """Sync the run (the newest discover run under `project` when None); returns the rows appended to labels.csv."""
     from i2icurate.curation.sync import sync_run
 
-    folder = open_run(run) if run is not None else latest_run(project, "discover")
+    folder = open_finished_run(run) if run is not None else latest_run(project, "discover")
     return sync_run(folder, console or Console())

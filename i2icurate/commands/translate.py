@@ -24,23 +24,27 @@ from i2icurate.data.augment import from_signed_u8
 from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import domain_paths, parse_cluster
 from i2icurate.data.scan import scan_folder
+from i2icurate.deps import require_metrics
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
 from i2icurate.export.visuals import translation_grid
+from i2icurate.markup import bold, escape
 from i2icurate.runs import (
     CONFIG_FILE,
     atomic_path,
     latest_run,
     new_run_dir,
+    open_finished_run,
     open_run,
     read_csv,
     read_json,
     write_csv,
     write_json,
 )
+from i2icurate.threads import apply_threads, choose_threads, requested_threads
 from i2icurate.translators import base
 
 GRID_ROWS = 8
@@ -69,7 +73,7 @@ def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg:
     with console.status(f"decoding {len(paths)} images into {cache_dir.name}"):
         result = build_cache(root, paths, size, cache_dir, default_workers(cfg["workers"]), cfg["max_pixels"])
     for skip in result.skipped:
-        console.print(f"  skipped {skip.path}: {skip.reason}", highlight=False)
+        console.print(f"  skipped {skip.path}: {skip.reason}", highlight=False, markup=False)
     return load_cache(cache_dir, size), result.paths
 
 
@@ -81,7 +85,7 @@ def _check_batch_split(model: str, batch_size: int, world: int) -> None:
 def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
            preset: str | None, options: dict[str, Any], world: int = 1) -> tuple[Path, dict[str, Any]]:
     project = options.get("project") or TRANSLATE["project"].default
-    discover_run = open_run(run) if run is not None else latest_run(project, "discover")
+    discover_run = open_finished_run(run) if run is not None else latest_run(project, "discover")
     run_cfg = read_json(discover_run / CONFIG_FILE)
     cfg = resolve_translate(model, preset, options, run_cfg)
     _check_batch_split(model, cfg["batch_size"], world)
@@ -135,6 +139,9 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
         reject_options_on_resume(options)
         folder = open_run(resume)
         cfg = read_json(folder / CONFIG_FILE)
+        if options.get("threads") is not None:  # how many cores to use may change; what is computed may not
+            cfg["threads"] = options["threads"]
+            write_json(folder / CONFIG_FILE, cfg)
         _check_batch_split(cfg["model"], cfg["batch_size"], world)
     else:
         if from_ is None or to is None:
@@ -142,7 +149,7 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
         folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
                              None if input_dir is None else str(input_dir), None if out is None else str(out),
                              preset, options, world)
-    console.print(f"run folder: [bold]{folder}[/]  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
+    console.print(f"run folder: {bold(folder)}  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
                   f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
     source = Path(cfg["source"])
     domains: dict[str, list[str]] = {"A": [], "B": []}
@@ -172,13 +179,17 @@ def translate(
     Under `torchrun --nproc_per_node N -m i2icurate translate ...` every process trains on its share of each
     batch (gradients averaged across processes); rank 0 prepares the run and writes the outputs.
     """
+    if evaluate:
+        require_metrics()  # FID/KID need the metrics extra: say so now, not after the training
     dist, device_name = init_distributed(options.get("device") or "auto")
     console = console or Console()
     if not dist.is_main:
         console = Console(quiet=True)
+    threads = choose_threads(requested_threads(options, resume))  # chosen before decoding loads the CPU
     try:
         folder, cfg, paths_a = run_on_main_and_share(dist, lambda: _setup(
             from_, to, run, model, input_dir, out, preset, resume, options, console, dist.world))
+        apply_threads(threads, console)
         module = base.load(cfg["model"])
         size = cfg["img_size"]
         domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
@@ -206,7 +217,8 @@ def translate(
         shown = _write_outputs(translator, images, rel_paths, out_dir, device)
     n = len(shown)
     translation_grid(np.array(images[:n]), shown[:, None], folder / "grid.png", ["source", f"cluster {cfg['to']}"])
-    console.print(f"wrote {len(images)} translated images to [bold]{out_dir}[/], side by side in {folder / 'grid.png'}")
+    console.print(f"wrote {len(images)} translated images to {bold(out_dir)}, "
+                  f"side by side in {escape(folder / 'grid.png')}")
     if evaluate:
         from i2icurate.metrics.translation import evaluate_outputs
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from i2icurate.curation.fo_env import import_fiftyone
 from i2icurate.errors import UserError
+from i2icurate.markup import bold, escape
 from i2icurate.runs import open_run, read_csv, read_json
 
 PSEUDO_FIELD = "pseudo_domain"
@@ -216,7 +217,7 @@ def build_dataset(run: str | Path, console: Console | None = None) -> Any:
     folder = open_run(run).resolve()
     tables = load_run_tables(folder)
     if not tables["source"].is_dir():
-        console.print(f"[yellow]the image folder {tables['source']} is missing: the App will show no images[/]")
+        console.print(f"[yellow]the image folder {escape(tables['source'])} is missing: the App will show no images[/]")
     fo = import_fiftyone()
     name = dataset_name(folder)
     start = time.perf_counter()
@@ -229,6 +230,6 @@ def build_dataset(run: str | Path, console: Console | None = None) -> Any:
     dataset.save()
     _brain_runs(dataset, tables)
     _saved_views(dataset, tables)
-    console.print(f"FiftyOne dataset [bold]{name}[/]: {added} samples added, {updated} updated, "
+    console.print(f"FiftyOne dataset {bold(name)}: {added} samples added, {updated} updated, "
                   f"{len(tables['rows']) - added - updated} unchanged ({time.perf_counter() - start:.1f} s)")
     return dataset

@@ -22,6 +22,7 @@ from i2icurate.curation.dataset import HUMAN_FIELD, dataset_name
 from i2icurate.curation.fo_env import import_fiftyone
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, human_labels
 from i2icurate.errors import UserError
+from i2icurate.markup import escape
 from i2icurate.runs import open_run, read_csv, read_json, write_text
 
 NEW_CLUSTER = "new_cluster"
@@ -143,12 +144,12 @@ def _report(console: Console, run: Path, rows: list[dict[str, str]], problems: l
         table.add_column("")
         table.add_column("new", style="bold")
         for row in rows:
-            table.add_row(row["path"], row["old"], "→", row["label"])
+            table.add_row(escape(row["path"]), escape(row["old"]), "→", escape(row["label"]))
         console.print(table)
     else:
         console.print(f"labels.csv is up to date ({reviewed} reviewed sample(s), nothing new)")
     for path, problem in problems:
-        console.print(f"[yellow]{path}: {problem}[/]", highlight=False)
+        console.print(f"[yellow]{escape(path)}: {escape(problem)}[/]", highlight=False)
     if rows:
-        console.print(f"appended to {run / LABELS_CSV}")
+        console.print(f"appended to {run / LABELS_CSV}", markup=False)
 

@@ -1,5 +1,8 @@
 """Nearest-neighbour search over style embeddings with faiss: the saved index and k-NN outlier scores.
 
+faiss is optional (see i2icurate/deps.py): without it `build_index` returns an `ExactIndex` (scikit-learn, exact at
+any size, never saved) with the same `add` / `search` contract, so the outlier scores come out the same.
+
 Up to `EXACT_MAX_ROWS` images the index is exact (`IndexFlatL2`); above, an inverted-file index (`IndexIVFFlat`)
 searches only a few lists per query, so the k-NN pass no longer grows with N^2. Embeddings are read, added and
 queried in chunks of `CHUNK_ROWS` rows, so a memory-mapped (N, D) array is never copied whole (the index itself holds
@@ -16,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from i2icurate.errors import UserError
 from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.runs import atomic_path
 
@@ -31,12 +33,47 @@ IVF_MIN_TRAIN_PER_LIST = 39
 IVF_TRAIN_PER_LIST = 64
 
 
-def _faiss() -> ModuleType:
+def _faiss() -> ModuleType | None:
+    """The faiss module, or None when neither faiss-cpu nor faiss-gpu is installed."""
     try:
         import faiss
-    except ImportError as exc:
-        raise UserError("faiss is not installed: pip install 'i2icurate[cpu]' (or [gpu] on CUDA machines)") from exc
+    except ImportError:
+        return None
     return faiss
+
+
+class ExactIndex:
+    """Exact L2 search with scikit-learn, used when faiss is absent; `search` answers like faiss's (squared L2)."""
+
+    def __init__(self, d: int) -> None:
+        self.d = d
+        self._parts: list[np.ndarray] = []
+        self._nn: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        """Number of rows added."""
+        return sum(len(part) for part in self._parts)
+
+    def add(self, x: np.ndarray) -> None:
+        """Append rows (ids continue from the rows already added)."""
+        self._parts.append(np.ascontiguousarray(x, dtype=np.float32))
+        self._nn = None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared distances and ids of the k nearest rows of every query, nearest first (-1 ids past ntotal)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        if self._nn is None:
+            self._parts = [np.concatenate(self._parts)] if self._parts else [np.zeros((0, self.d), np.float32)]
+            self._nn = NearestNeighbors(algorithm="brute").fit(self._parts[0]) if self.ntotal else None
+        m, found = len(queries), min(k, self.ntotal)
+        sq_dist = np.full((m, k), np.inf, dtype=np.float32)
+        ids = np.full((m, k), -1, dtype=np.int64)
+        if found:
+            dist, idx = self._nn.kneighbors(np.asarray(queries, dtype=np.float32), n_neighbors=found)
+            sq_dist[:, :found], ids[:, :found] = np.square(dist), idx
+        return sq_dist, ids
 
 
 def _check_matrix(embeddings: np.ndarray) -> np.ndarray:
@@ -52,8 +89,10 @@ def _rows(x: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def use_gpu_faiss() -> bool:
-    """Whether the installed faiss has GPU support and sees at least one GPU."""
+    """Whether faiss is installed with GPU support and sees at least one GPU."""
     faiss = _faiss()
+    if faiss is None:
+        return False
     get_num_gpus = getattr(faiss, "get_num_gpus", None)  # absent in CPU-only builds
     if get_num_gpus is None:
         return False
@@ -110,11 +149,16 @@ def build_index(
     Exact (`IndexFlatL2`) up to `exact_max_rows` rows (None = EXACT_MAX_ROWS), else `IndexIVFFlat` with
     `ivf_lists(N)` lists trained on a seeded sample of 64 rows per list and searched with `nprobe` lists. A CPU index
     (it can be saved as is) unless `gpu`: then k-means, adding and the returned index run on the GPUs
-    (`save_index` copies it back).
+    (`save_index` copies it back). Without faiss, an exact `ExactIndex` at any size.
     """
     faiss = _faiss()
     x = _check_matrix(embeddings)
     n, d = x.shape
+    if faiss is None:
+        exact = ExactIndex(d)
+        for start, stop in row_spans(n, chunk_rows):
+            exact.add(_rows(x, start, stop))
+        return exact
     exact_max_rows = EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows
     index = _empty_index(faiss, n, d, exact_max_rows, nprobe)
     ivf = faiss.try_extract_index_ivf(index)
@@ -178,10 +222,12 @@ def knn_outlier_scores(
         return np.zeros(n, dtype=np.float32)
     if index is None:
         index = build_index(x, exact_max_rows=exact_max_rows, chunk_rows=chunk_rows)
-    searcher = _search_index(faiss, index)
-    ivf = None if _is_gpu_index(index) else faiss.try_extract_index_ivf(index)
-    if searcher is not index and ivf is not None:
-        _set_nprobe(faiss, searcher, ivf.nprobe)
+    searcher = index
+    if not isinstance(index, ExactIndex):
+        searcher = _search_index(faiss, index)
+        ivf = None if _is_gpu_index(index) else faiss.try_extract_index_ivf(index)
+        if searcher is not index and ivf is not None:
+            _set_nprobe(faiss, searcher, ivf.nprobe)
     scores = np.empty(n, dtype=np.float32)
     for start, stop in row_spans(n, chunk_rows):
         sq_dist, ids = searcher.search(_rows(x, start, stop), k + 1)
@@ -189,10 +235,17 @@ def knn_outlier_scores(
     return scores
 
 
-def save_index(index: Any, path: str | Path) -> None:
-    """Write a faiss index atomically (temp file beside `path`, then rename); GPU indexes are copied to CPU."""
+def save_index(index: Any, path: str | Path) -> bool:
+    """Write a faiss index atomically (temp file beside `path`, then rename; GPU indexes are copied to CPU).
+
+    An `ExactIndex` (no faiss) is not saved: any stale file at `path` is removed and False returned.
+    """
+    if isinstance(index, ExactIndex):
+        Path(path).unlink(missing_ok=True)
+        return False
     faiss = _faiss()
     if _is_gpu_index(index):
         index = faiss.index_gpu_to_cpu(index)
     with atomic_path(path) as tmp:
         faiss.write_index(index, os.fspath(tmp))
+    return True

@@ -22,6 +22,7 @@ from i2icurate.export.neighbors import build_index, knn_outlier_scores, save_ind
 from i2icurate.export.spans import CHUNK_ROWS, row_spans
 from i2icurate.export.summary import cluster_summary, print_summary
 from i2icurate.export.visuals import cluster_sheets, scatter_png, translation_grid, umap_2d
+from i2icurate.markup import escape
 from i2icurate.metrics.clustering import clustering_scores
 from i2icurate.models.backbones import SCRATCH
 from i2icurate.runs import atomic_path, read_csv, read_json, save_npy, write_json
@@ -170,7 +171,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     prototypes = cluster_prototypes(styles, clusters, k)
     save_npy(run / "prototypes.npy", prototypes)
 
-    with console.status("nearest neighbours and outlier scores (faiss)"):
+    with console.status("nearest neighbours and outlier scores"):
         index = build_index(styles, gpu=use_gpu_faiss(), seed=cfg["seed"])
         outliers = knn_outlier_scores(styles, index=index)
         save_index(index, run / "embeddings.faiss")
@@ -196,7 +197,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     summary = {"images": n, "k": k, "clusters_used": used, "backbone": cfg.get("backbone", SCRATCH),
                "clusters": table, "scores": scores, "eval_labels": spec}
     write_json(run / "summary.json", summary)
-    print_summary(console, table, scores, title=str(run))
+    print_summary(console, table, scores, title=escape(run))
     if used < k:
         console.print(f"[yellow]warning: only {used} of {k} clusters hold images[/]: the folder may hold fewer "
                       f"domains than K (try -k {used}), or the class head collapsed (try the default --backbone)")

@@ -59,14 +59,19 @@ def clustering_scores(y_true: Sequence[Any] | np.ndarray, y_pred: Sequence[Any] 
 
 
 def kmeans_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Cluster rows of `features` into `k` groups with faiss k-means (50 iterations, best of 3 restarts)."""
-    try:
-        import faiss
-    except ImportError as exc:
-        raise UserError("faiss is not installed: pip install 'i2icurate[cpu]' (or [gpu] on CUDA machines)") from exc
+    """Cluster rows of `features` into `k` groups with k-means (50 iterations, best of 3 restarts).
+
+    faiss k-means when faiss is installed, else scikit-learn's (same settings, different random starts).
+    """
     x = np.ascontiguousarray(np.asarray(features).reshape(len(features), -1), dtype=np.float32)
     if not 1 <= k <= len(x):
         raise UserError(f"k-means needs 1 <= k <= number of samples, got k={k} for {len(x)} samples")
+    try:
+        import faiss
+    except ImportError:
+        from sklearn.cluster import KMeans
+
+        return KMeans(k, n_init=3, max_iter=50, random_state=seed).fit_predict(x).astype(np.int64)
     # faiss warns (and subsamples) below 39 points per centroid; the baselines are small enough not to care.
     kmeans = faiss.Kmeans(x.shape[1], k, niter=50, nredo=3, seed=seed, verbose=False, min_points_per_centroid=1)
     kmeans.train(x)

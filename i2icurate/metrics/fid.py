@@ -51,6 +51,11 @@ def _weights_path() -> Path:
     raise UserError(_MISSING)
 
 
+def check_weights() -> None:
+    """Raise the install hint as a UserError when the `metrics` extra is missing (cheap: nothing is loaded)."""
+    _weights_path()
+
+
 def _canonical_device(device: torch.device | str) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
