@@ -26,7 +26,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/i2icurate demo demo_data --per-class 100
-	$(BIN)/i2icurate discover demo_data --preset tiny -k 10 --eval-labels folders --name demo
+	$(BIN)/i2icurate discover demo_data -k 10 --eval-labels folders --name demo
 
 # The review tests load the FiftyOne App in headless Chromium (Debian's package; root installs it here).
 chromium:

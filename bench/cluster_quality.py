@@ -7,11 +7,11 @@ pretrained trunk). ACC / NMI / ARI, the number of clusters that hold images, and
   - k-means on raw pixels of the same decoded images,
   - k-means on the chosen trunk's pooled features (L2-normalised; the run's own cached features, so the same
     images at the same resolution),
-  - with --baselines: the from-scratch `--backbone vgg11` at the same schedule (iterations, sizes, batch) and the
-    previous default, `--preset tiny`.
+  - with --baseline vgg11 / --baseline tiny: the from-scratch `--backbone vgg11` at the same schedule (iterations,
+    sizes, batch) and the previous default, `--preset tiny`.
 
-    python bench/cluster_quality.py --baselines              # CPU: the default plan against every baseline
-    python bench/cluster_quality.py --device cuda --baselines    # GPU: the GPU plan (128 px)
+    python bench/cluster_quality.py --baseline vgg11 --baseline tiny      # CPU: the default plan against every baseline
+    python bench/cluster_quality.py --device cuda --baseline vgg11      # GPU: the GPU plan (128 px)
     python bench/cluster_quality.py --preset tiny            # the previous default alone
     python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --precision fp32  # bf16 vs fp32
 """
@@ -84,21 +84,22 @@ def _describe(run: Path, seconds: float) -> dict:
 @click.option("--preset", default=None, help="discover preset under test (default: none, the hardware plan).")
 @click.option("--backbone", default=None, help="discover --backbone under test (default: discover's).")
 @click.option("--iters", type=int, default=None)
+@click.option("--warmup-frac", type=float, default=None, help="discover's share of head (warm-up) iterations.")
 @click.option("--img-size", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="auto", show_default=True,
               help="fp32 | bf16 | auto: run once per precision to check that bf16 keeps cluster quality.")
 @click.option("--compile", "compile_", default="auto", show_default=True, help="torch.compile: auto | on | off.")
-@click.option("--baselines/--no-baselines", "with_baselines", default=False, show_default=True,
-              help="Also train the from-scratch vgg11 at the same schedule and the tiny preset.")
+@click.option("--baseline", "trained_baselines", multiple=True, type=click.Choice(("vgg11", "tiny")),
+              help="Also train the from-scratch vgg11 at the same schedule and/or the tiny preset (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes decoding images (discover's option: 0 = one per CPU core, at most 8).")
-def main(datasets, per_class, preset, backbone, iters, img_size, batch_size, device, precision, compile_,
-         with_baselines, seed, project, json_out, workers) -> None:
+def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, batch_size, device, precision, compile_,
+         trained_baselines, seed, project, json_out, workers) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results: dict[str, dict] = {}
@@ -108,12 +109,12 @@ def main(datasets, per_class, preset, backbone, iters, img_size, batch_size, dev
         for dataset in datasets:
             folder = write_demo_images(Path(tmp) / dataset, dataset, per_class)
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
-                                           img_size=img_size, batch_size=batch_size, project=str(runs),
-                                           name=dataset, **common)
+                                           warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
+                                           project=str(runs), name=dataset, **common)
             label = f"discover ({preset or 'default plan'}, {read_json(run / 'config.json').get('backbone', 'vgg11')})"
             methods = {label: {**run_scores(run), **_describe(run, seconds)}}
             methods.update(baselines(run))
-            if with_baselines:
+            if "vgg11" in trained_baselines:
                 cfg = read_json(run / "config.json")
                 same = {k: cfg[k] for k in ("iters", "warmup_frac", "ema_g_delay", "img_size", "batch_size",
                                             "style_dim", "g_width", "d_width", "d_max_width", "mlp_width",
@@ -123,18 +124,19 @@ def main(datasets, per_class, preset, backbone, iters, img_size, batch_size, dev
                                                  project=str(runs), name=f"{dataset}-vgg11", **same, **common)
                 methods["discover --backbone vgg11 (same schedule)"] = {**run_scores(scratch),
                                                                          **_describe(scratch, s_sec)}
+            if "tiny" in trained_baselines:
                 tiny, t_sec = _timed_discover(folder, console, preset="tiny", project=str(runs),
                                               name=f"{dataset}-tiny", **common)
                 methods["discover --preset tiny (previous default)"] = {**run_scores(tiny), **_describe(tiny, t_sec)}
-            results[dataset] = methods
+            results[dataset] = {"methods": methods, "precision": precision, **_describe(run, seconds)}
             if json_out:
                 Path(json_out).write_text(json.dumps(results, indent=2))
 
     table = Table(title="cluster quality (ACC / NMI / ARI, clusters holding images, seconds)")
     for col in ("dataset", "method", "ACC", "NMI", "ARI", "used", "s"):
         table.add_column(col, justify="left" if col in ("dataset", "method") else "right")
-    for dataset, methods in results.items():
-        for method, r in methods.items():
+    for dataset, res in results.items():
+        for method, r in res["methods"].items():
             table.add_row(dataset, method, f"{r['acc']:.3f}", f"{r['nmi']:.3f}", f"{r['ari']:.3f}",
                           str(r["clusters_used"]), str(r.get("seconds", "")))
     console.print(table)

@@ -56,9 +56,9 @@ def cluster_rows(records: dict[str, dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for name in ("cluster_fp32", "cluster_bf16"):
         for dataset, res in _result(records, name).items():
-            for method, s in res["scores"].items():
+            for method, s in res["methods"].items():
                 rows.append([res["precision"], dataset, f"{res['images']:,}", f"{res['iters']:,}", method,
-                             f"{s['acc']:.3f}", f"{s['nmi']:.3f}", f"{s['ari']:.3f}", res["seconds"]])
+                             f"{s['acc']:.3f}", f"{s['nmi']:.3f}", f"{s['ari']:.3f}", s.get("seconds", "")])
     return rows
 
 
