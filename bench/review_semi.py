@@ -7,7 +7,8 @@
 4. Control: the same continuation without labels, so the gain from the labels is separated from the gain from
    training longer.
 
-    python bench/review_semi.py --dataset mnist-5k                 # CPU, tiny preset
+    python bench/review_semi.py --dataset mnist-5k                 # CPU, the default plan
+    python bench/review_semi.py --before runs/discover/animal-mnist1   # on a finished run
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ def simulate_reviewer(run: Path, share: float, out: Path) -> int:
 @click.command()
 @click.option("--dataset", type=click.Choice(DATASETS), default="mnist-5k", show_default=True)
 @click.option("--per-class", type=int, default=None, help="Images per class (default: all).")
-@click.option("--preset", default="tiny", show_default=True)
+@click.option("--preset", default=None, help="discover preset (default: none, the hardware plan with the pretrained "
+              "trunk; tiny = the from-scratch VGG-11).")
 @click.option("--iters", type=int, default=None, help="Iterations of the first, unsupervised run.")
 @click.option("--retrain-iters", type=int, default=500, show_default=True)
 @click.option("--retrain-warmup-frac", type=float, default=1.0, show_default=True,
-              help="Warm-up share of the continuation: 1.0 trains the guiding network alone (it decides the clusters; "
-                   "about 10x faster per iteration on a CPU), 0.0 continues the full GAN phase.")
+              help="Warm-up share of the continuation: 1.0 trains the guiding network (its heads, on a pretrained "
+                   "trunk) alone: it decides the clusters, far faster per iteration; 0.0 continues the GAN phase.")
 @click.option("--share", type=float, default=0.05, show_default=True, help="Share of images the reviewer corrects.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
