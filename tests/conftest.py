@@ -55,3 +55,19 @@ def small_run(animal_folder, tmp_path_factory) -> tuple[Path, str]:
     run = discover(folder, k=7, iters=6, project=str(tmp_path_factory.mktemp("small_runs")), console=console,
                    threads=1, **{**TOY_DISCOVER, "batch_size": 8})
     return run, console.export_text()
+
+
+# The default discover (pretrained trunk) made toy-sized: the trunk reads 32 px, 8 head updates then 8 generator steps.
+TOY_KW = {"iters": 16, "warmup_frac": 0.5, "head_batch": 64, "batch_size": 16, "backbone_size": 32, "workers": 1,
+          "log_every": 2, "ckpt_every": 5, "sample_every": 8}
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(animal_folder, tmp_path_factory) -> Path:
+    """A finished toy run of the default discover (EfficientNet-Lite0 trunk) on the 200 real animal images."""
+    from rich.console import Console
+
+    from i2icurate.commands.discover import discover
+
+    return discover(animal_folder, project=str(tmp_path_factory.mktemp("pre")), eval_labels="folders",
+                    console=Console(quiet=True), **TOY_KW)

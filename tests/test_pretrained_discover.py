@@ -20,21 +20,13 @@ from i2icurate.data.demo import ANIMAL_CLASSES
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.tunit import TunitTrainer
 from i2icurate.runs import read_csv, write_csv
+from tests.conftest import TOY_KW
 from tests.test_discover_cli import _assert_same_weights, _weights
 
 # The default plan, made toy-sized: the trunk reads 32 px, 8 head updates then 8 generator iterations.
 TOY = ["--iters", "16", "--warmup-frac", "0.5", "--head-batch", "64", "--batch-size", "16", "--backbone-size", "32",
        "--workers", "1", "--log-every", "2", "--ckpt-every", "5", "--sample-every", "8"]
-TOY_KW = {"iters": 16, "warmup_frac": 0.5, "head_batch": 64, "batch_size": 16, "backbone_size": 32, "workers": 1,
-          "log_every": 2, "ckpt_every": 5, "sample_every": 8}
 QUIET = Console(quiet=True)
-
-
-@pytest.fixture(scope="module")
-def pretrained_run(animal_folder, tmp_path_factory):
-    """A finished toy run of the default discover (EfficientNet-Lite0 trunk) on the 200 real animal images."""
-    return discover(animal_folder, project=str(tmp_path_factory.mktemp("pre")), eval_labels="folders",
-                    console=QUIET, **TOY_KW)
 
 
 def test_default_discover_prints_its_plan_and_fills_every_cluster(animal_folder, tmp_path, capsys):

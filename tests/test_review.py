@@ -7,6 +7,7 @@ The reviewer's edits are made exactly as the App stores them: sample tags throug
 from __future__ import annotations
 
 import configparser
+import json
 import math
 import os
 import shutil
@@ -366,3 +367,29 @@ def test_database_that_cannot_start_is_one_line(run, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "FiftyOne's database could not start" in lines[0]
     assert "check FIFTYONE_DATABASE_URI" in lines[0]
+
+
+def test_a_retrain_from_a_review_gets_a_moved_view(fo, toy_discover_run, tmp_path):
+    from i2icurate.commands.discover import discover
+    from i2icurate.curation.changes import CHANGES_CSV
+    from i2icurate.curation.dataset import build_dataset
+    from i2icurate.runs import read_csv, write_csv
+    from tests.conftest import TOY_DISCOVER
+
+    rows = read_csv(toy_discover_run / "assignments.csv")
+    first = int(rows[0]["cluster"])
+    other = next(int(r["cluster"]) for r in rows if int(r["cluster"]) != first)
+    labels = [(r["path"], f"cluster_{other}", "human", "2026-11-29T11:00:00") for r in rows[:5]]
+    write_csv(tmp_path / "labels.csv", ["path", "label", "source", "time"], labels)
+    retrained = discover(read_json_source(toy_discover_run), labels=str(tmp_path / "labels.csv"),
+                         from_run=str(toy_discover_run), iters=4, project=str(tmp_path / "runs"), console=QUIET,
+                         **{k: v for k, v in TOY_DISCOVER.items() if k != "preset"})
+    moved = read_csv(retrained / CHANGES_CSV)
+    dataset = build_dataset(retrained, QUIET)
+    assert "moved" in dataset.list_saved_views()
+    assert dataset.load_saved_view("moved").count() == len(moved)
+    assert sorted(dataset.load_saved_view("moved").values("i2i_path")) == sorted(r["path"] for r in moved)
+
+
+def read_json_source(run: Path) -> Path:
+    return Path(json.loads((run / "config.json").read_text())["source"])

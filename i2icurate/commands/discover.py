@@ -14,13 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from i2icurate import __version__
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import reject_options_on_resume, resolve
+from i2icurate.curation.changes import anchor_targets, parent_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
 from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
-from i2icurate.engines.features import cached_features, run_features
+from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features, run_features
 from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import TunitTrainer, resolve_device, uses_pretrained_trunk
 from i2icurate.errors import UserError
@@ -175,6 +176,19 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tu
     return labels, pool
 
 
+def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Console) -> np.ndarray | None:
+    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched."""
+    if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
+        return None
+    before = parent_clusters(Path(cfg["from_run"]))
+    given = read_labels(run / LABELS_CSV)
+    anchors = anchor_targets(before, given, paths)
+    held = sorted(set(anchors[anchors >= 0].tolist()))
+    console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster in the {len(held)} clusters no "
+                  "label touched" + (f" ({', '.join(map(str, held))})" if held else ""))
+    return anchors
+
+
 def _load_parent_weights(trainer: TunitTrainer, parent: Path) -> None:
     state = load_checkpoint(parent / LAST)
     try:
@@ -224,11 +238,33 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
 
 
 def _trunk_features(trainer: TunitTrainer, run: Path, images: np.ndarray, console: Console) -> None:
-    """Compute the trunk's features of every image into the run folder (or find them there)."""
+    """Compute the trunk's features of every image into the run folder (or find them there, or take them from the
+    --from run when it read the same images with the same trunk)."""
+    parent = Path(trainer.cfg["from_run"]) if trainer.cfg.get("from_run") else None
+    if parent is not None and reuse_parent_features(parent, run, trainer.cfg):
+        console.print(f"trunk features: the same images and trunk as {escape(parent)}, reused")
+        return
     with _progress(console) as progress:
         task = progress.add_task("trunk features", total=len(images))
         run_features(run, trainer.E.trunk, images, trainer.device, trainer.amp_dtype,
                      progress=lambda done, total: progress.update(task, completed=done))
+
+
+def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
+    """Copy the parent run's trunk features when it decoded the same images (paths and content) at the same size
+    with the same trunk; False when anything differs."""
+    parent_cfg = read_json(parent / CONFIG_FILE)
+    same = all(parent_cfg.get(key) == cfg.get(key) for key in ("backbone", "backbone_size", "img_size"))
+    if not same or cached_features(run, len(read_csv(run / IMAGES_CSV))) is not None:
+        return False
+    mine, theirs = read_csv(run / IMAGES_CSV), read_csv(parent / IMAGES_CSV)
+    if [(r["path"], r["sha1"]) for r in mine] != [(r["path"], r["sha1"]) for r in theirs]:
+        return False
+    if cached_features(parent, len(theirs)) is None:
+        return False
+    for name in (CONTENT_NPY, STYLE_NPY):
+        write_bytes(run / name, (parent / name).read_bytes())
+    return True
 
 
 def discover(
@@ -262,20 +298,22 @@ def discover(
             cfg["batch_size"] = fits
             if dist.is_main:
                 write_json(run / CONFIG_FILE, cfg)
+        anchors = review_anchors(run, cfg, paths, console)
         trainer = TunitTrainer(cfg, images, labels, pool, dist=dist,
-                               device=resolve_device(device_name) if dist.enabled else None)
-        fresh = False
+                               device=resolve_device(device_name) if dist.enabled else None, anchors=anchors)
+        fresh = inherited = False
         if (run / LAST).is_file():
             trainer.load_state_dict(load_checkpoint(run / LAST))
             console.print(f"resuming from iteration {trainer.step_count}")
         elif cfg.get("from_run"):
             _load_parent_weights(trainer, Path(cfg["from_run"]))
             console.print(f"starting from the weights of {escape(cfg['from_run'])}")
+            inherited = True
         else:
             fresh = True
         if trainer.pretrained:
             run_on_main_and_share(dist, lambda: _trunk_features(trainer, run, images, console))
-            trainer.attach_features(*cached_features(run, len(images)), fresh=fresh)
+            trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited)
         trunk = f"{cfg['backbone']} trunk, " if trainer.pretrained else ""
         console.print(
             f"TUNIT: K={cfg['k']}, {trunk}{cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from i2icurate.curation.changes import CHANGES_CSV
 from i2icurate.curation.fo_env import import_fiftyone
 from i2icurate.errors import UserError
 from i2icurate.markup import bold, escape
@@ -55,8 +56,9 @@ def load_run_tables(run: Path) -> dict[str, Any]:
     source = config.get("source")
     if not source:
         raise UserError(f"{run}/config.json has no 'source' folder")
+    moved = [row["path"] for row in read_csv(run / CHANGES_CSV)] if (run / CHANGES_CSV).is_file() else None
     return {"config": config, "rows": rows, "embeddings": embeddings.astype(np.float32),
-            "points": points.astype(np.float32), "source": Path(source)}
+            "points": points.astype(np.float32), "source": Path(source), "moved": moved}
 
 
 # Stored columns besides `filepath`; the pseudo label is written as two leaf fields on update so that the
@@ -194,6 +196,8 @@ def _saved_views(dataset: Any, tables: dict[str, Any]) -> None:
     top = max(1, math.ceil(OUTLIER_SHARE * len(scores)))
     cutoff = float(np.sort(scores)[::-1][top - 1])
     views["outliers"] = dataset.match(F("outlier_score") >= cutoff).sort_by("outlier_score", reverse=True)
+    if tables.get("moved") is not None:  # a retrain from a reviewed run: what moved, labelled or on its own
+        views["moved"] = dataset.match(F("i2i_path").is_in(tables["moved"]))
 
     for name in dataset.list_saved_views():  # clusters that became empty after a re-export
         if name.startswith("cluster_") and name not in views:

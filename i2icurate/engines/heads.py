@@ -76,8 +76,10 @@ class HeadPhase:
         self.desc = torch.stack(views)
         self.nbrs = neighbours(self.desc[0], self.cfg["knn"]).to(self.device)
 
-    def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None) -> tuple[Tensor, dict[str, float]]:
-        """The class heads' SCAN loss (summed over heads) and the supervised term for labelled images of `idx`."""
+    def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,
+               anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The class heads' SCAN loss (summed over heads), the supervised term for labelled images of `idx` and the
+        anchor term for images a review left untouched."""
         cfg, n_views, b = self.cfg, self.desc.shape[0], len(idx)
         pick = torch.randint(self.nbrs.shape[1], (b,), generator=gen, device=self.device)
         nbr = self.nbrs[idx, pick]
@@ -86,9 +88,9 @@ class HeadPhase:
         x_a, x_b = self.desc[va, idx], self.desc[vb, nbr]
         total = x_a.new_zeros(())
         cons, ent, sup = 0.0, 0.0, None
-        known = None if labels is None else labels[idx.cpu()].to(self.device)
-        if known is not None and not bool((known >= 0).any()):
-            known = None
+        known = self._targets(labels, idx)
+        anchored = self._targets(anchors, idx)
+        anchor = None
         for head in self.E.heads:
             logits_a = head(x_a)
             loss, c, e = scan_loss(F.softmax(logits_a, 1), F.softmax(head(x_b), 1), cfg["w_entropy"])
@@ -98,11 +100,24 @@ class HeadPhase:
                 ce = F.cross_entropy(logits_a[known >= 0], known[known >= 0])
                 total = total + cfg["w_sup"] * ce
                 sup = ce.item() + (sup or 0.0)
+            if anchored is not None:  # untouched clusters keep their members
+                ce = F.cross_entropy(logits_a[anchored >= 0], anchored[anchored >= 0])
+                total = total + cfg.get("w_anchor", 1.0) * ce
+                anchor = ce.item() + (anchor or 0.0)
         n = len(self.E.heads)
         out = {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
         if sup is not None:
             out["loss/sup_ce"] = sup / n
+        if anchor is not None:
+            out["loss/anchor_ce"] = anchor / n
         return total, out
+
+    def _targets(self, targets: Tensor | None, idx: Tensor) -> Tensor | None:
+        """The per-image targets (-1 = none) of the batch, or None when the batch has none."""
+        if targets is None:
+            return None
+        picked = targets[idx.cpu()].to(self.device)
+        return picked if bool((picked >= 0).any()) else None
 
     def style_views(self, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Two different views' descriptors of the images `idx` (the style head's positive pairs)."""

@@ -130,8 +130,10 @@ class TunitTrainer:
     """Holds the networks, their EMA copies, optimisers, queue and generators of one discover run."""
 
     def __init__(self, cfg: dict[str, Any], images: np.ndarray, labels: np.ndarray | None = None,
-                 pool: np.ndarray | None = None, dist: Dist = SINGLE, device: torch.device | None = None) -> None:
+                 pool: np.ndarray | None = None, dist: Dist = SINGLE, device: torch.device | None = None,
+                 anchors: np.ndarray | None = None) -> None:
         """`images`: (N, S, S, 3) uint8 cache; `labels`: optional (N,) int64, -1 = unlabelled (semi-supervised);
+        `anchors`: optional (N,) int64, the parent run's cluster of images a review left untouched (-1 = free);
         `pool`: the indices to train on (default all; a reviewer's excluded images are left out); `dist`: this
         process's rank under torchrun (the batch size is the global one and must divide by the world size)."""
         self.cfg, self.dist = cfg, dist
@@ -162,6 +164,7 @@ class TunitTrainer:
         self.sampler = make_sampler(len(images), cfg["batch_size"], cfg["seed"], labels, pool)
         self.batches = BatchSource(images, self.sampler, self.device, shard=(dist.rank, dist.world))
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        self.anchors = None if anchors is None else torch.as_tensor(anchors, dtype=torch.long)
         # each rank augments and permutes its own share of the batch with its own streams
         offset = dist.seed_offset
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 1 + offset)
@@ -182,10 +185,17 @@ class TunitTrainer:
         return [{"params": list(self.E.heads.parameters()), "lr": self.cfg["lr_heads"], "weight_decay": 0.0},
                 {"params": list(self.E.cont.parameters())}]
 
-    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool) -> None:
-        """Give a pretrained-trunk run its cached trunk features (views, N, dim); `fresh`: no weights were loaded,
-        so the descriptor is fitted to this folder and every head starts from its own k-means."""
+    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False) -> None:
+        """Give a pretrained-trunk run its cached trunk features (views, N, dim). `fresh`: no weights were loaded,
+        so the descriptor is fitted to this folder and every head starts from its own k-means. `inherited`: the
+        weights are another run's (--from), so every head starts as its best head: they all speak the parent's
+        cluster numbers, which the labels and anchors of a review use."""
         self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device)
+        if inherited:
+            best = self.E.heads[int(self.E.best)].state_dict()
+            for net in (self.E, self.E_ema):
+                for head in net.heads:
+                    head.load_state_dict(best)
         if fresh:
             self.head_phase.fit()
             self.head_phase.choose_best(self.E)
@@ -223,11 +233,13 @@ class TunitTrainer:
         enabled = self.amp_dtype is not None
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled)
 
-    def _supervised_ce(self, logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor | None:
-        """Cross-entropy on the class head for the labelled images of the batch (semi-supervised runs)."""
-        if self.labels is None:
+    def _supervised_ce(self, logits: torch.Tensor, idx: np.ndarray,
+                       targets: torch.Tensor | None) -> torch.Tensor | None:
+        """Cross-entropy on the class head for the images of the batch with a target (>= 0): a reviewer's labels,
+        or the anchors of a retrain."""
+        if targets is None:
             return None
-        y = self.labels[torch.from_numpy(idx)].to(self.device)
+        y = targets[torch.from_numpy(idx)].to(self.device)
         known = y >= 0
         if not bool(known.any()):
             return None
@@ -258,10 +270,14 @@ class TunitTrainer:
         loss_iic = iic_loss(logits[:b], logits[b:], joint_reduce=self.joint_reduce)
         loss_moco = moco_loss(styles[:b], keys, self.queue.negatives(), cfg["temperature"])
         loss_e = cfg["w_moco"] * loss_moco + cfg["w_iic"] * loss_iic
-        loss_sup = self._supervised_ce(logits, idx)
+        loss_sup = self._supervised_ce(logits, idx, self.labels)
         if loss_sup is not None:
             loss_e = loss_e + cfg["w_sup"] * cfg["w_iic"] * loss_sup
             out["loss/sup_ce"] = loss_sup.item()
+        loss_anchor = self._supervised_ce(logits, idx, self.anchors)
+        if loss_anchor is not None:
+            loss_e = loss_e + cfg.get("w_anchor", 1.0) * cfg["w_iic"] * loss_anchor
+            out["loss/anchor_ce"] = loss_anchor.item()
         if gan:
             loss_e = loss_e * cfg["e_scale_gan"]
         self.opt_e.zero_grad(set_to_none=True)
@@ -305,7 +321,7 @@ class TunitTrainer:
         """One update of E's class heads (SCAN) and style head (MoCo between an image's two views)."""
         cfg, phase = self.cfg, self.head_phase
         idx = torch.from_numpy(self.head_sampler.next_indices()).to(self.device)
-        loss, out = phase.losses(idx, self.head_gen, self.labels)
+        loss, out = phase.losses(idx, self.head_gen, self.labels, self.anchors)
         query, key_view = phase.style_views(idx, self.head_gen)
         styles = self.E.cont(query)
         with torch.no_grad():

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from i2icurate.curation.changes import write_changes
 from i2icurate.data.cache import load_cache
+from i2icurate.data.domains import LABELS_CSV, read_labels
 from i2icurate.data.labels import load_eval_labels
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.tunit import build_networks, resolve_device, speed_settings
@@ -201,4 +203,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     if used < k:
         console.print(f"[yellow]warning: only {used} of {k} clusters hold images[/]: the folder may hold fewer "
                       f"domains than K (try -k {used}), or the class head collapsed (try the default --backbone)")
+    parent = (cfg.get("lineage") or {}).get("from_run")
+    if parent and (run / LABELS_CSV).is_file() and (Path(parent) / "assignments.csv").is_file():
+        write_changes(run, Path(parent), read_labels(run / LABELS_CSV), k, console)
     return summary

@@ -406,3 +406,30 @@ def translation_grid(
         for c in range(k):
             grid.paste(_tile(row[c], (th, tw)), (PAD + (c + 1) * (tw + PAD) + split, y))
     return _save_png(grid, path)
+
+
+def count_matrix_png(counts: np.ndarray, path: str | Path, title: str, rows_label: str, columns_label: str) -> Path:
+    """A (R, C) matrix of counts as a table of shaded cells with their numbers (darker = more)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n_rows, n_cols = counts.shape
+    cell, margin, font, small = 34, 56, _font(14), _font(11)
+    width, height = margin + n_cols * cell + 12, margin + 26 + n_rows * cell + 12
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 6), _fit(font, title, width - 16), fill="black", font=font)
+    draw.text((margin, 26), columns_label, fill="black", font=small)
+    draw.text((4, margin + 26 + n_rows * cell // 2), _fit(small, rows_label, margin - 6), fill="black", font=small)
+    top = margin + 26
+    shade = np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)
+    for j in range(n_cols):
+        draw.text((margin + j * cell + 10, top - 16), str(j), fill="black", font=small)
+    for i in range(n_rows):
+        draw.text((margin - 18, top + i * cell + 10), str(i), fill="black", font=small)
+        for j in range(n_cols):
+            level = int(255 - 200 * shade[i, j])
+            box = (margin + j * cell, top + i * cell, margin + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=(level, level, 255), outline=(220, 220, 220))
+            if counts[i, j]:
+                draw.text((box[0] + 4, box[1] + 10), str(counts[i, j]), font=small,
+                          fill="white" if level < 128 else "black")
+    return _save_png(image, path)

@@ -1,0 +1,95 @@
+"""What a reviewer's corrections did: anchors for retraining, and the "what changed" report after it.
+
+Retraining from a reviewed run (`discover --labels labels.csv --from RUN`) must move what the labels name and little
+else. Every unlabelled image whose parent cluster no label touched (no labelled image in it and no label pointing to
+it) is *anchored*: the heads get a cross-entropy term toward its parent cluster (`--w-anchor`). Touched clusters,
+targets of labels and new clusters stay free to change.
+
+After the retrain, `changes.csv` lists every image whose cluster changed (before, after, whether the reviewer labelled
+it), `changes.png` shows the before -> after counts, and the screen gets the per-pair table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from i2icurate.data.domains import EXCLUDE, parse_cluster
+from i2icurate.errors import UserError
+from i2icurate.export.visuals import count_matrix_png
+from i2icurate.runs import read_csv, write_csv
+
+CHANGES_CSV = "changes.csv"
+CHANGES_PNG = "changes.png"
+
+
+def parent_clusters(parent: Path) -> dict[str, int]:
+    """path -> cluster of a finished run's assignments."""
+    if not (parent / "assignments.csv").is_file():
+        raise UserError(f"{parent} has no assignments.csv: finish it with `i2icurate discover --resume {parent}`")
+    return {row["path"]: int(row["cluster"]) for row in read_csv(parent / "assignments.csv")}
+
+
+def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
+    """Clusters a reviewer touched: those holding a labelled image (any label) and those a label points to."""
+    touched = {before[p] for p in given if p in before}
+    for label in given.values():
+        if label == EXCLUDE:
+            continue
+        try:
+            touched.add(parse_cluster(label))
+        except UserError:
+            continue  # new_cluster and free-text labels name no existing cluster
+    return touched
+
+
+def anchor_targets(before: dict[str, int], given: dict[str, str], paths: list[str]) -> np.ndarray:
+    """Per image of `paths`: its parent cluster if it is unlabelled and that cluster untouched, else -1."""
+    touched = touched_clusters(before, given)
+    anchors = np.full(len(paths), -1, dtype=np.int64)
+    for i, path in enumerate(paths):
+        cluster = before.get(path)
+        if cluster is not None and path not in given and cluster not in touched:
+            anchors[i] = cluster
+    return anchors
+
+
+def moved_images(before: dict[str, int], after: list[dict[str, str]], given: dict[str, str]) -> list[list]:
+    """Rows (path, before, after, labelled, label) of every image whose cluster changed."""
+    rows = []
+    for row in after:
+        path, now = row["path"], int(row["cluster"])
+        was = before.get(path)
+        if was is not None and was != now:
+            rows.append([path, was, now, "yes" if path in given else "no", given.get(path, "")])
+    return rows
+
+
+def write_changes(run: Path, parent: Path, given: dict[str, str], k: int, console: Console) -> list[list]:
+    """changes.csv, changes.png and the screen table of a retrained run against its parent; returns the rows."""
+    before = parent_clusters(parent)
+    after = read_csv(run / "assignments.csv")
+    rows = moved_images(before, after, given)
+    write_csv(run / CHANGES_CSV, ["path", "before", "after", "labelled", "label"], rows)
+    _changes_png(run / CHANGES_PNG, before, after, k)
+    pairs = Counter((r[1], r[2], r[3]) for r in rows)
+    table = Table(title=f"what changed since {parent.name}: {len(rows)} of {len(after)} images moved")
+    for col in ("from", "to", "labelled by the reviewer", "moved on their own"):
+        table.add_column(col, justify="right")
+    for a, b in sorted({(a, b) for a, b, _ in pairs}):
+        table.add_row(str(a), str(b), str(pairs[(a, b, "yes")]), str(pairs[(a, b, "no")]))
+    console.print(table)
+    return rows
+
+
+def _changes_png(path: Path, before: dict[str, int], after: list[dict[str, str]], k: int) -> None:
+    counts = np.zeros((k, k), dtype=np.int64)
+    for row in after:
+        if row["path"] in before:
+            counts[before[row["path"]], int(row["cluster"])] += 1
+    count_matrix_png(counts, path, "images per cluster: before (rows) -> after retraining (columns)",
+                     "before", "after")
