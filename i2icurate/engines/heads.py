@@ -18,6 +18,8 @@ from torch import Tensor
 
 from i2icurate.engines.features import neighbours
 
+FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axes are fitted on, at most
+
 
 def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
     """(total, consistency, negative entropy of the mean assignment) of two (B, K) probability batches."""
@@ -53,8 +55,12 @@ class HeadPhase:
     @torch.no_grad()
     def fit(self) -> None:
         """A fresh run: fit the descriptor to this folder, then start every head from its own k-means."""
-        first = (torch.from_numpy(np.asarray(self.content[0], dtype=np.float32)),
-                 torch.from_numpy(np.asarray(self.style[0], dtype=np.float32)))
+        n = self.content.shape[1]
+        rows = np.arange(n)
+        if n > FIT_SAMPLE:  # the statistics and axes settle long before a million images (and float64 would not fit)
+            rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(n, FIT_SAMPLE, replace=False))
+        first = (torch.from_numpy(np.asarray(self.content[0][rows], dtype=np.float32)),
+                 torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
         self.E.fit_descriptor(*(t.to(self.device) for t in first))
         self.prepare()
         tau = self.cfg["head_temperature"]
