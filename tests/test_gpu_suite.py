@@ -22,7 +22,7 @@ _SPEC.loader.exec_module(suite)
 def _gpu_py(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1800)
 
 
 @pytest.fixture(scope="module")
