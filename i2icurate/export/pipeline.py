@@ -135,9 +135,11 @@ def read_paths(run: Path) -> list[str]:
 
 
 def _write_umap(run: Path, styles: np.ndarray, seed: int) -> np.ndarray:
+    threads = torch.get_num_threads()
     with atomic_memmap(run / "umap.npy", (len(styles), 2)) as out:
         umap_2d(styles, seed=seed, out=out)
         del out
+    torch.set_num_threads(threads)  # numba's OpenMP layer resets the pool torch shares: keep the run's --threads
     return np.load(run / "umap.npy", mmap_mode="r")
 
 
