@@ -73,7 +73,7 @@ def test_dry_run_summary_is_labelled_and_complete(dry_run):
     for bench in suite.plan(dry_run=True):
         assert f"| {bench.name} | {bench.title} | ok |" in summary
     assert "| tunit | 32 | 8 | + lazy R1 every 16 steps |" in summary
-    assert "| bf16 | mnist-5k | 100 | 4 | TUNIT |" in summary
+    assert "| bf16 | mnist-5k | 100 | 4 | discover (default plan, efficientnet-lite0) |" in summary
     assert "| 600 | 32 |" in summary and "| 2,000 | 128 |" in summary
 
 
