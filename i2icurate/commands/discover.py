@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,17 @@ from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.markup import bold, escape
 from i2icurate.models.backbones import SCRATCH, load_backbone
 from i2icurate.plan import describe_plan, hardware_plan
-from i2icurate.runs import CONFIG_FILE, new_run_dir, open_run, read_csv, read_json, write_bytes, write_csv, write_json
+from i2icurate.runs import (
+    CONFIG_FILE,
+    atomic_path,
+    new_run_dir,
+    open_run,
+    read_csv,
+    read_json,
+    write_bytes,
+    write_csv,
+    write_json,
+)
 from i2icurate.threads import apply_threads, choose_threads, requested_threads
 
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
@@ -263,7 +274,8 @@ def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
     if cached_features(parent, len(theirs)) is None:
         return False
     for name in (CONTENT_NPY, STYLE_NPY):
-        write_bytes(run / name, (parent / name).read_bytes())
+        with atomic_path(run / name) as tmp:
+            shutil.copyfile(parent / name, tmp)
     return True
 
 
