@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+import json
+import shutil
 
+import torch
+from rich.console import Console
+
+from i2icurate.commands.export import export
 from i2icurate.config import DISCOVER, TRANSLATE, reject_options_on_resume
 from i2icurate.threads import allowed_cores, choose_threads
 
@@ -13,10 +18,16 @@ def test_threads_is_an_option_of_both_training_commands():
     reject_options_on_resume({"threads": 1, "iters": None})  # may change on --resume: it does not change results
 
 
-def test_the_run_uses_the_threads_it_was_given(small_run):
-    _, printed = small_run
+def test_the_run_uses_the_threads_it_was_given(small_run, tmp_path):
+    run, printed = small_run
     assert "CPU threads: 1 (threads option)" in printed
     assert printed.index("CPU threads") < printed.index("TUNIT:")
+    assert json.loads((run / "config.json").read_text())["threads"] == 1
+    # other tests may have changed the process-wide count since: re-exporting applies the run's own, and the whole
+    # export (UMAP's numba resets the OpenMP pool) ends with it still in place
+    copy = shutil.copytree(run, tmp_path / "copy")
+    torch.set_num_threads(2)
+    export(copy, console=Console(quiet=True))
     assert torch.get_num_threads() == 1
 
 
