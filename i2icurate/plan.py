@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 HEAD_EPOCHS = 40
-# Measured seconds per unit on 2 CPU threads (bench/RESULTS.md, "default plan"); GPU figures are rough.
+# Seconds per unit on 2 CPU threads, measured alone on the 2-core development machine (bench/RESULTS.md, cluster
+# quality with the pretrained trunk: 10,000 images in 7 min 22 s); the GPU figures are rough guesses until measured.
 CPU_COST = {"decode": 1 / 900, "trunk": 1 / 230, "head_step": 0.02, "gan_step": 0.7}
 GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step": 0.25}
 # seconds of generator training on a 2-core CPU: 0.03 s per image, between 2 and 5.5 minutes
