@@ -48,3 +48,21 @@ def run_folders(project: Path) -> list[Path]:
     """The discover run folders under a project."""
     parent = project / "discover"
     return sorted(parent.iterdir()) if parent.is_dir() else []
+
+
+def ctrl_c_after_step(monkeypatch, step: int) -> None:
+    """Make TunitTrainer send this process SIGINT (as Ctrl-C does) right after iteration `step`."""
+    import os
+    import signal
+
+    from i2icurate.engines.tunit import TunitTrainer
+
+    original_step = TunitTrainer.step
+
+    def step_then_ctrl_c(self, i):
+        out = original_step(self, i)
+        if i == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(TunitTrainer, "step", step_then_ctrl_c)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from i2icurate.cli import main
-from i2icurate.engines.tunit import TunitTrainer
+from tests.cli_helpers import ctrl_c_after_step
 
 # Toy size: the tiny networks, a handful of iterations, with the GAN phase starting half-way.
 TOY = ["--preset", "tiny", "--batch-size", "16", "--warmup-frac", "0.5", "--ema-g-delay", "0.1", "--workers", "1",
@@ -84,22 +83,14 @@ def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run(animal_folder, tmp
     args = ["discover", str(animal_folder), *TOY, "--iters", "14", "--project", str(project)]
     main([*args, "--name", "straight"])
 
-    original_step = TunitTrainer.step
-
-    def step_then_ctrl_c(self, i):
-        out = original_step(self, i)
-        if i == 7:  # the GAN phase has started; Ctrl-C arrives mid-run
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(TunitTrainer, "step", step_then_ctrl_c)
+    ctrl_c_after_step(monkeypatch, 7)  # the GAN phase has started; Ctrl-C arrives mid-run
     with pytest.raises(SystemExit) as stop:
         main([*args, "--name", "cut"])
     assert stop.value.code == 130
     cut = project / "discover" / "cut1"
     assert _weights(cut)["step"] == 8 and not (cut / "assignments.csv").exists()
 
-    monkeypatch.setattr(TunitTrainer, "step", original_step)
+    monkeypatch.undo()
     main(["discover", "--resume", str(cut)])
     _assert_same_weights(project / "discover" / "straight1", cut)
     steps = [json.loads(line)["step"] for line in (cut / "stats.jsonl").read_text().splitlines()]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from i2icurate.data.demo import ANIMAL_CLASSES
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.tunit import TunitTrainer
 from i2icurate.runs import read_csv, write_csv
+from tests.cli_helpers import ctrl_c_after_step
 from tests.conftest import TOY_KW
 from tests.test_discover_cli import _assert_same_weights, _weights
 
@@ -52,21 +51,13 @@ def test_ctrl_c_in_the_head_phase_then_resume_matches_a_straight_run(animal_fold
     project = tmp_path / "runs"
     args = ["discover", str(animal_folder), *TOY, "--warmup-frac", "1.0", "--project", str(project)]
     main([*args, "--name", "straight"])
-    original_step = TunitTrainer.step
-
-    def step_then_ctrl_c(self, i):
-        out = original_step(self, i)
-        if i == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(TunitTrainer, "step", step_then_ctrl_c)
+    ctrl_c_after_step(monkeypatch, 3)
     with pytest.raises(SystemExit) as stop:
         main([*args, "--name", "cut"])
     assert stop.value.code == 130
     cut = project / "discover" / "cut1"
     assert _weights(cut)["step"] == 4
-    monkeypatch.setattr(TunitTrainer, "step", original_step)
+    monkeypatch.undo()
     main(["discover", "--resume", str(cut)])
     _assert_same_weights(project / "discover" / "straight1", cut)
     assert (cut / "assignments.csv").read_text() == (project / "discover" / "straight1" / "assignments.csv").read_text()

@@ -128,11 +128,10 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     if options.get("labels"):
         options["labels"] = str(Path(options["labels"]).expanduser().resolve())
         read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
-    plan = None
-    if preset is None:
-        root = check_source(source, options.get("project") or "runs")
-        n_files = len(scan_folder(root).files)
-        plan = hardware_plan(resolve_device(options.get("device") or "auto"), n_files,
+    plan = scan = None
+    if preset is None:  # the plan depends on the folder's size: scan it once, here
+        scan = scan_folder(check_source(source, options.get("project") or "runs"))
+        plan = hardware_plan(resolve_device(options.get("device") or "auto"), len(scan.files),
                              options.get("head_batch") or 512)
     cfg = resolve("discover", preset, defaults=plan, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
@@ -141,7 +140,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
     check_batch_split(cfg["batch_size"], world)
     root = check_source(source, cfg["project"])
-    scan = check_candidates(root, cfg["k"])  # before the run folder exists: a wrong folder leaves nothing behind
+    scan = check_candidates(root, cfg["k"], scan)  # before the run folder exists: a wrong folder leaves nothing behind
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
     lineage = {"from_run": cfg["from_run"] or None, "labels": cfg["labels"] or None}
     meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,

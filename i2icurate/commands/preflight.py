@@ -28,9 +28,10 @@ def warn_k(k: int, images: int, console: Console) -> None:
                       "clusters will be tiny or empty[/]", highlight=False)
 
 
-def check_candidates(root: Path, k: int) -> ScanResult:
-    """Scan the image folder and refuse it before any run folder exists: no images, one image, or K > images."""
-    scan = scan_folder(root)
+def check_candidates(root: Path, k: int, scan: ScanResult | None = None) -> ScanResult:
+    """Scan the image folder (unless `scan` is its scan already) and refuse it before any run folder exists: no
+    images, one image, or K > images."""
+    scan = scan or scan_folder(root)
     if len(scan.files) < 2:
         raise UserError(f"only {len(scan.files)} image in {root}; discover needs at least 2")
     check_k(k, len(scan.files), root)
