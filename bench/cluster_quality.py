@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.commands.discover import discover
 from i2icurate.data.demo import DATASETS, write_demo_images
@@ -36,6 +37,9 @@ from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
 from i2icurate.metrics.clustering import clustering_scores, kmeans_labels
 from i2icurate.runs import read_csv, read_json
+
+CONTENT_SETS = DATASETS  # classes differ in what images show
+ALL_SETS = (*CONTENT_SETS, *STYLE_SETS)  # style sets: classes differ in how images look (bench/style_sets.py)
 
 
 def run_scores(run: Path) -> dict[str, float]:
@@ -79,7 +83,8 @@ def _describe(run: Path, seconds: float) -> dict:
 
 
 @click.command()
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS), default=DATASETS)
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(ALL_SETS), default=ALL_SETS,
+              help="Content sets (animal-mnist, mnist-5k) and style-domain sets (bench/style_sets.py); default: all.")
 @click.option("--per-class", type=int, default=None, help="Images per class (default: all).")
 @click.option("--preset", default=None, help="discover preset under test (default: none, the hardware plan).")
 @click.option("--backbone", default=None, help="discover --backbone under test (default: discover's).")
@@ -107,7 +112,9 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(project or Path(tmp) / "runs")
         for dataset in datasets:
-            folder = write_demo_images(Path(tmp) / dataset, dataset, per_class)
+            folder = (write_style_set(dataset, Path(tmp) / dataset) if dataset in STYLE_SETS
+                      else write_demo_images(Path(tmp) / dataset, dataset, per_class))
+            common["k"] = sum(1 for d in folder.iterdir() if d.is_dir())  # K = the number of classes
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
                                            project=str(runs), name=dataset, **common)
