@@ -225,7 +225,11 @@ def translate(
     with console.status(f"translating {len(images)} images"):
         shown = _write_outputs(translator, images, rel_paths, out_dir, device)
     n = len(shown)
-    translation_grid(np.array(images[:n]), shown[:, None], folder / "grid.png", ["source", f"cluster {cfg['to']}"])
+    columns, labels = shown[:, None], ["source", f"cluster {cfg['to']}"]
+    if evaluate and len(domain_b):  # beside the translations, real images of the target domain (not paired)
+        examples = np.array(domain_b[np.linspace(0, len(domain_b) - 1, n).astype(int)])
+        columns, labels = np.stack([shown, examples], axis=1), [*labels, "target examples"]
+    translation_grid(np.array(images[:n]), columns, folder / "grid.png", labels)
     console.print(f"wrote {len(images)} translated images to {bold(out_dir)}, "
                   f"side by side in {escape(folder / 'grid.png')}")
     if evaluate:
