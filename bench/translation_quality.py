@@ -318,7 +318,7 @@ def _cluster_split(run: Path) -> dict[str, dict[str, int]]:
 def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None, iters: dict[str, int | None],
                   discover_iters: int | None, img_size: int | None, device: str, seed: int,
                   console: Console, threads: int | None = None, discover_run: Path | None = None,
-                  ) -> dict[str, Any]:
+                  baselines: bool = True) -> dict[str, Any]:
     """discover (or a finished `discover_run`) -> true-domain labels -> translate with each model (`iters` per
     model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands."""
     started = time.perf_counter()
@@ -355,7 +355,7 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
             "fid": metrics["fid"], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
             **paired_scores(_outputs(Path(cfg["out"]), rel, size), targets),
         }
-        if str(size) not in result["identity"]:
+        if baselines and str(size) not in result["identity"]:
             # Non-learned outputs of the colour images vs the same target set the model's metrics.json used.
             source = np.array(load_cache(folder / "cache_a", size))
             line_domain = np.array(load_cache(folder / "cache_b", size))
@@ -457,10 +457,12 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
 @click.option("--project", default=None, help="Keep the data and runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
 @click.option("--grid-out", type=click.Path(), default=None, help="Write the sample grid here too.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Score the non-learned baselines (leave them to one of several parallel processes).")
 @click.option("--merge", default=None, help="Only print the table and grid of these comma-separated --json-out "
               "files (runs on one discover run, e.g. models trained in parallel processes).")
 def main(n, size, preset, img_size, iters, discover_iters, discover_run, models, device, threads, seed, cache_dir,
-         project, json_out, grid_out, merge) -> None:
+         project, json_out, grid_out, baselines, merge) -> None:
     """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
     console = Console(width=None if sys.stdout.isatty() else 140)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -491,7 +493,8 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
             console.print(f"{len(hexcodes)} paired emoji at {size} px in {data} "
                           f"({time.perf_counter() - started:.1f} s)")
             result = run_benchmark(data, root / "runs", chosen, preset, per_model, discover_iters, img_size, device,
-                                   seed, console, threads, Path(discover_run) if discover_run else None)
+                                   seed, console, threads, Path(discover_run) if discover_run else None,
+                                   baselines)
             result["settings"] = {
                 "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
                 "discover_iters": discover_iters, "seed": seed, "package": PACKAGE, "threads": threads,
