@@ -9,13 +9,22 @@ translation colour -> line can be scored against the true line-art of the same e
   3. writes the run's labels.csv so that colour = cluster_0 and line = cluster_1 (source "benchmark", stored exactly
      as a reviewer's corrections are), so every model translates between the true domains;
   4. runs `translate 0 -> 1 --evaluate` for each model and prints FID / KID against the line domain (metrics.json)
-     plus paired L1 and SSIM against the ground-truth line-art, next to an identity baseline (outputs = inputs).
+     plus paired L1 and SSIM against the ground-truth line-art, next to three non-learned baselines computed in the
+     same run: identity (outputs = inputs), greyscale, and the dark outline (luma < 96 -> black, else white);
+  5. writes a sample grid: source | each model's output | dark outline | true line-art.
 
 Translation is evaluated on the training images (the usual unpaired-translation protocol); nothing is held out.
+Without --preset both commands choose their hardware plans (on a CPU: discover at 32 px, translators at 64 px with
+small widths and a time-budgeted iteration count; see i2icurate/translate_plan.py).
 
-    python bench/translation_quality.py                                  # CPU: tiny presets, 300 emoji
-    python bench/translation_quality.py --n 120 --size 32 --discover-iters 200 --iters 100   # a quick smoke run
+    python bench/translation_quality.py --threads 1                                # CPU: the plans, 300 emoji
+    python bench/translation_quality.py --n 120 --size 32 --img-size 32 --iters 50  # a quick smoke run
     python bench/translation_quality.py --preset full --n 4000 --size 256 --device cuda       # GPU
+    # models in parallel processes on one discover run, then one table and grid:
+    python bench/translation_quality.py --models tunit,ugatit --project P --json-out a.json
+    python bench/translation_quality.py --models srunit --discover-run P/runs/discover/openmoji1 --project P \
+        --json-out b.json
+    python bench/translation_quality.py --merge a.json,b.json --grid-out grid.png
 
 Needs npm (for the data, once) and `pip install resvg-py==0.5.0`.
 """
@@ -52,6 +61,7 @@ from i2icurate.data.imageio import decode_to_array
 from i2icurate.engines.loop import Interrupted
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
+from i2icurate.export.visuals import translation_grid
 from i2icurate.metrics.fid import fid_kid
 from i2icurate.runs import CONFIG_FILE, read_csv, read_json, write_csv
 from i2icurate.translators import base
@@ -256,6 +266,25 @@ def paired_scores(outputs_u8: np.ndarray, targets_u8: np.ndarray) -> dict[str, f
     return {"l1": float(l1(a, b).mean()), "ssim": float(ssim(a, b).mean())}
 
 
+def greyscale(images_u8: np.ndarray) -> np.ndarray:
+    """Non-learned baseline: the ITU-R 601 luma of each image, as RGB uint8."""
+    grey = np.asarray(images_u8, np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def dark_outline(images_u8: np.ndarray, threshold: int = 96) -> np.ndarray:
+    """Non-learned baseline: pixels darker than `threshold` (luma) become black, the rest white.
+
+    OpenMoji draws the same black outline in both styles, so this keeps the outline and drops the colour fills: a
+    hand-written colour -> line-art translator that knows the task, which a learned model has to discover.
+    """
+    dark = greyscale(images_u8)[..., 0] < threshold
+    return np.repeat(np.where(dark, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+BASELINES = {"identity": lambda x: np.asarray(x), "greyscale": greyscale, "dark outline": dark_outline}
+
+
 def _line_targets(data: Path, rel_paths: list[str], size: int) -> np.ndarray:
     """The ground-truth line-art of each colour image, decoded and resized like the pipeline's own images."""
     return np.stack([decode_to_array(data / LINE / PurePosixPath(p).name, size, _MAX_PIXELS) for p in rel_paths])
@@ -286,13 +315,16 @@ def _cluster_split(run: Path) -> dict[str, dict[str, int]]:
     return {k: dict(v) for k, v in sorted(split.items(), key=lambda kv: int(kv[0]))}
 
 
-def run_benchmark(data: Path, runs: Path, models: list[str], preset: str, iters: int | None,
+def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None, iters: dict[str, int | None],
                   discover_iters: int | None, img_size: int | None, device: str, seed: int,
-                  console: Console) -> dict[str, Any]:
-    """discover -> true-domain labels -> translate with each model; returns every figure."""
+                  console: Console, threads: int | None = None, discover_run: Path | None = None,
+                  baselines: bool = True) -> dict[str, Any]:
+    """discover (or a finished `discover_run`) -> true-domain labels -> translate with each model (`iters` per
+    model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands."""
     started = time.perf_counter()
-    run = discover(data, k=2, preset=preset, iters=discover_iters, img_size=img_size, device=device, seed=seed,
-                   project=str(runs), name="openmoji", eval_labels="folders", console=console)
+    run = discover_run or discover(data, k=2, preset=preset, iters=discover_iters, device=device, seed=seed,
+                                   project=str(runs), name="openmoji", eval_labels="folders", console=console,
+                                   threads=threads)
     summary = read_json(run / "summary.json")
     dcfg = read_json(run / CONFIG_FILE)
     result: dict[str, Any] = {
@@ -305,8 +337,8 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str, iters:
     for model in models:
         started = time.perf_counter()
         folder = translate(0, 1, run=run, model=model, preset=preset, evaluate=True, device=device, seed=seed,
-                           project=str(runs), name=model, console=console, img_size=img_size,
-                           iters=iters if model != "tunit" else None)
+                           project=str(runs), name=model, console=console, img_size=img_size, threads=threads,
+                           iters=iters.get(model) if model != "tunit" else None)
         seconds = time.perf_counter() - started
         cfg = read_json(folder / CONFIG_FILE)
         size = cfg["img_size"]
@@ -323,15 +355,34 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str, iters:
             "fid": metrics["fid"], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
             **paired_scores(_outputs(Path(cfg["out"]), rel, size), targets),
         }
-        if str(size) not in result["identity"]:
-            # Outputs = inputs: the colour images vs the same target set the model's metrics.json used.
+        if baselines and str(size) not in result["identity"]:
+            # Non-learned outputs of the colour images vs the same target set the model's metrics.json used.
             source = np.array(load_cache(folder / "cache_a", size))
             line_domain = np.array(load_cache(folder / "cache_b", size))
-            with console.status(f"identity baseline at {size} px"):
-                scores = fid_kid(source, line_domain, resolve_device(device))
-            result["identity"][str(size)] = {"img_size": size, "fid": scores["fid"], "kid": scores["kid"],
-                                             "kid_std": scores["kid_std"], **paired_scores(source, targets)}
+            rows = {}
+            for name, baseline in BASELINES.items():
+                outputs = baseline(source)
+                with console.status(f"{name} baseline at {size} px"):
+                    scores = fid_kid(outputs, line_domain, resolve_device(device))
+                rows[name] = {"img_size": size, "fid": scores["fid"], "kid": scores["kid"],
+                              "kid_std": scores["kid_std"], **paired_scores(outputs, targets)}
+            result["identity"][str(size)] = rows
     return result
+
+
+def write_grid(data: Path, result: dict[str, Any], path: Path, rows: int = 8) -> Path:
+    """source | each model's output | the dark-outline baseline | true line-art, for `rows` emoji spread over
+    the set, at the models' common size (the first model's)."""
+    models = result["models"]
+    first = next(iter(models.values()))
+    size = first["img_size"]
+    rel = [r["path"] for r in read_csv(Path(first["run"]) / "domains.csv") if r["domain"] == "A"]
+    rel = [rel[i] for i in np.linspace(0, len(rel) - 1, rows).astype(int)]
+    sources = np.stack([decode_to_array(data / PurePosixPath(p), size, _MAX_PIXELS) for p in rel])
+    columns = [_outputs(Path(read_json(Path(m["run"]) / CONFIG_FILE)["out"]), rel, size) for m in models.values()]
+    columns += [dark_outline(sources), _line_targets(data, rel, size)]
+    translation_grid(sources, np.stack(columns, axis=1), path, ["source", *models, "outline", "truth"])
+    return path
 
 
 def print_results(result: dict[str, Any], console: Console) -> None:
@@ -350,66 +401,115 @@ def print_results(result: dict[str, Any], console: Console) -> None:
     def fmt(v: float | None, spec: str) -> str:
         return "—" if v is None else format(v, spec)
 
-    for ident in result["identity"].values():
-        table.add_row("identity", str(ident["img_size"]), "—", "—", "—", f"{ident['fid']:.1f}",
-                      f"{100 * ident['kid']:.2f}", f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
+    for rows in result["identity"].values():
+        for name, ident in rows.items():
+            table.add_row(name, str(ident["img_size"]), "—", "—", "—", f"{ident['fid']:.1f}",
+                          f"{100 * ident['kid']:.2f}", f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
     for model, m in result["models"].items():
-        table.add_row(model, str(m["img_size"]), fmt(m["train_seconds"], ".1f"), f"{m['seconds']:.1f}",
-                      fmt(m["img_per_s"], ".1f"), f"{m['fid']:.1f}", f"{100 * m['kid']:.2f}", f"{m['l1']:.3f}",
-                      f"{m['ssim']:.3f}")
+        table.add_row(f"{model} ({m['iters'] or 0} it)" if m["iters"] else model, str(m["img_size"]),
+                      fmt(m["train_seconds"], ".1f"), f"{m['seconds']:.1f}", fmt(m["img_per_s"], ".1f"),
+                      f"{m['fid']:.1f}", f"{100 * m['kid']:.2f}", f"{m['l1']:.3f}", f"{m['ssim']:.3f}")
     console.print(table)
-    console.print("identity = the untranslated colour inputs scored as if they were outputs. "
+    console.print("identity = the untranslated colour inputs scored as if they were outputs; greyscale and dark "
+                  "outline (luma < 96 -> black, else white) are non-learned translations of them. "
                   "tunit trains nothing here: it is the discover run's generator with the line domain's mean style "
                   "(its training time is the discover line above). total s = caching + training + translating + FID.")
+
+
+def parse_iters(text: str | None) -> dict[str, int | None]:
+    """--iters: one count for every trained model ('300') or one per model ('ugatit=300,srunit=600')."""
+    if not text:
+        return {}
+    try:
+        if "=" not in text:
+            return {m: int(text) for m in MODELS}
+        return {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(",") if part.strip())}
+    except ValueError:
+        raise UserError(f"--iters: expected N or model=N,model=N, got {text!r}") from None
+
+
+def merge_results(paths: list[Path]) -> dict[str, Any]:
+    """One result from the JSON files of runs that shared a discover run (models trained in parallel)."""
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    merged = results[0]
+    for other in results[1:]:
+        merged["models"].update(other["models"])
+        merged["identity"].update(other["identity"])
+    return merged
 
 
 @click.command()
 @click.option("--n", "n", type=int, default=300, show_default=True, help="Paired emoji (each drawn in both styles).")
 @click.option("--size", type=int, default=64, show_default=True, help="Raster size of the emoji PNGs in pixels.")
-@click.option("--preset", default="tiny", show_default=True, help="Preset of discover and of every translator.")
-@click.option("--img-size", type=int, default=None, help="Training size of discover and translators (default: preset).")
-@click.option("--iters", type=int, default=None, help="Iterations of each trained translator (default: preset).")
-@click.option("--discover-iters", type=int, default=None, help="discover iterations (default: preset).")
+@click.option("--preset", default=None, help="Preset of discover and of every translator (default: the hardware "
+              "plans, as the commands choose without --preset).")
+@click.option("--img-size", type=int, default=None, help="Training size of the translators (default: plan/preset).")
+@click.option("--iters", default=None, help="Iterations of the trained translators: N, or model=N,model=N "
+              "(default: plan/preset).")
+@click.option("--discover-iters", type=int, default=None, help="discover iterations (default: plan/preset).")
+@click.option("--discover-run", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Reuse this finished discover run of an earlier benchmark (its image folder is the data).")
 @click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated translators.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads of discover and each translator.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True, help="Where the npm tarball is kept.")
 @click.option("--project", default=None, help="Keep the data and runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
-def main(n, size, preset, img_size, iters, discover_iters, models, device, seed, cache_dir, project,
-         json_out) -> None:
+@click.option("--grid-out", type=click.Path(), default=None, help="Write the sample grid here too.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Score the non-learned baselines (leave them to one of several parallel processes).")
+@click.option("--merge", default=None, help="Only print the table and grid of these comma-separated --json-out "
+              "files (runs on one discover run, e.g. models trained in parallel processes).")
+def main(n, size, preset, img_size, iters, discover_iters, discover_run, models, device, threads, seed, cache_dir,
+         project, json_out, grid_out, baselines, merge) -> None:
     """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
     try:
-        unknown = [m for m in chosen if m not in base.available()]
-        if unknown or not chosen:
-            raise UserError(f"--models: unknown {', '.join(unknown) or '(none given)'}; "
-                            f"choose from {', '.join(base.available())}")
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(project or tmp)
-            data = root / "openmoji"
-            if data.exists():
-                if {p.name for p in data.iterdir()} - {COLOUR, LINE}:
-                    raise UserError(f"{data} holds more than this script's colour/ and line/ folders; move it away")
-                shutil.rmtree(data)
+        if merge:
+            result = merge_results([Path(p) for p in merge.split(",")])
+            data = Path(result["settings"]["data"])
+        else:
+            unknown = [m for m in chosen if m not in base.available()]
+            if unknown or not chosen:
+                raise UserError(f"--models: unknown {', '.join(unknown) or '(none given)'}; "
+                                f"choose from {', '.join(base.available())}")
+            per_model = parse_iters(iters)
+            root = Path(project or tempfile.mkdtemp(prefix="translation_quality_"))
             started = time.perf_counter()
-            with console.status(f"preparing {n} paired OpenMoji emoji at {size} px"):
-                hexcodes = prepare_openmoji(data, n, size, cache_dir)
+            if discover_run:
+                data = Path(read_json(Path(discover_run) / CONFIG_FILE)["source"])
+                hexcodes = sorted(p.stem for p in (data / COLOUR).glob("*.png"))
+            else:
+                data = root / "openmoji"
+                if data.exists():
+                    if {p.name for p in data.iterdir()} - {COLOUR, LINE}:
+                        raise UserError(f"{data} holds more than this script's colour/ and line/ folders; "
+                                        "move it away")
+                    shutil.rmtree(data)
+                with console.status(f"preparing {n} paired OpenMoji emoji at {size} px"):
+                    hexcodes = prepare_openmoji(data, n, size, cache_dir)
             console.print(f"{len(hexcodes)} paired emoji at {size} px in {data} "
                           f"({time.perf_counter() - started:.1f} s)")
-            result = run_benchmark(data, root / "runs", chosen, preset, iters, discover_iters, img_size, device,
-                                   seed, console)
+            result = run_benchmark(data, root / "runs", chosen, preset, per_model, discover_iters, img_size, device,
+                                   seed, console, threads, Path(discover_run) if discover_run else None,
+                                   baselines)
+            result["settings"] = {
+                "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
+                "discover_iters": discover_iters, "seed": seed, "package": PACKAGE, "threads": threads,
+                "data": str(data), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),
+                "device": torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else "cpu"}
+            if json_out:
+                Path(json_out).write_text(json.dumps(result, indent=2))
+        print_results(result, console)
+        if result["models"]:
+            grid = write_grid(data, result, Path(grid_out) if grid_out else Path(result["discover"]["run"]).parent
+                              .parent / "grid.png")
+            console.print(f"sample grid: {grid}")
     except (UserError, Interrupted) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    result["settings"] = {"n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
-                          "discover_iters": discover_iters, "seed": seed, "package": PACKAGE,
-                          "device": torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu"
-                          else "cpu"}
-    print_results(result, console)
-    if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -132,3 +132,8 @@ def test_eval_prints_fid_and_kid(toy_discover_run, tmp_path):
                     console=Console(quiet=True))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["fid"] > 0 and np.isfinite(metrics["kid"]) and metrics["n_b"] > 0
+    plain = translate(a, b, run=toy_discover_run, model="tunit", project=str(tmp_path / "plain"),
+                      console=Console(quiet=True))
+    # --eval adds a column of real target-domain images beside source | translation
+    with Image.open(run / "grid.png") as with_targets, Image.open(plain / "grid.png") as without:
+        assert with_targets.height == without.height and with_targets.width > without.width

@@ -99,3 +99,23 @@ def test_domain_labels_are_stored_like_a_reviewers_corrections(animal_folder, tm
     for path, cluster in zip(got, clusters, strict=True):
         folder = path.split("/")[0]
         assert cluster == expected.get(folder, -1 if path == paths[0] else 2)
+
+
+def test_non_learned_baselines_on_real_images(real_images):
+    u8 = np.round(real_images * 255).astype(np.uint8)
+    grey = bench.greyscale(u8)
+    assert grey.shape == u8.shape and grey.dtype == np.uint8
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert np.abs(grey.astype(int) - u8.astype(int)).max() <= 1  # grey silhouettes stay what they are
+    outline = bench.dark_outline(u8)
+    assert set(np.unique(outline)) <= {0, 255}
+    luma = u8.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert ((outline[..., 0] == 0) == (luma < 96)).all()
+
+
+def test_iterations_per_model():
+    assert bench.parse_iters("300") == {m: 300 for m in bench.MODELS}
+    assert bench.parse_iters("ugatit=600, srunit=1200") == {"ugatit": 600, "srunit": 1200}
+    assert bench.parse_iters(None) == {}
+    with pytest.raises(bench.UserError, match="--iters"):
+        bench.parse_iters("ugatit=lots")

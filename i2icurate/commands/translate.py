@@ -45,6 +45,7 @@ from i2icurate.runs import (
     write_json,
 )
 from i2icurate.threads import apply_threads, choose_threads, requested_threads
+from i2icurate.translate_plan import describe_translate_plan, translate_plan
 from i2icurate.translators import base
 
 GRID_ROWS = 8
@@ -56,14 +57,16 @@ def model_options() -> dict[str, dict[str, Any]]:
 
 
 def resolve_translate(model: str, preset: str | None, overrides: dict[str, Any],
-                      run_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Shared translate options + the model's own; model defaults, then the preset, then explicit values."""
+                      run_cfg: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Shared translate options + the model's own; model defaults, then the hardware `plan` (translate_plan.py),
+    then the preset, then explicit values."""
     module = base.load(model)
     table = {**TRANSLATE, **{o.name: o for o in module.OPTIONS}}
     owners = {name: m for m, opts in model_options().items() for name in opts if name not in table}
     defaults = dict(module.DEFAULTS)
     if run_cfg is not None and hasattr(module, "defaults_from_run"):
         defaults.update(module.defaults_from_run(run_cfg))
+    defaults.update(plan or {})
     return resolve_table(model, table, module.PRESETS, preset, overrides, defaults, owners)
 
 
@@ -83,11 +86,15 @@ def _check_batch_split(model: str, batch_size: int, world: int) -> None:
 
 
 def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | None, out: str | None,
-           preset: str | None, options: dict[str, Any], world: int = 1) -> tuple[Path, dict[str, Any]]:
+           preset: str | None, options: dict[str, Any], world: int = 1,
+           threads: int = 1) -> tuple[Path, dict[str, Any]]:
     project = options.get("project") or TRANSLATE["project"].default
     discover_run = open_finished_run(run) if run is not None else latest_run(project, "discover")
     run_cfg = read_json(discover_run / CONFIG_FILE)
-    cfg = resolve_translate(model, preset, options, run_cfg)
+    plan = None
+    if preset is None:  # the default: a schedule that fits the device
+        plan = translate_plan(base.load(model), resolve_device(options.get("device") or "auto"), threads)
+    cfg = resolve_translate(model, preset, options, run_cfg, plan)
     _check_batch_split(model, cfg["batch_size"], world)
     a, b = parse_cluster(from_), parse_cluster(to)
     if a == b:
@@ -133,7 +140,8 @@ def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], ou
 
 def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None, model: str,
            input_dir: str | Path | None, out: str | Path | None, preset: str | None, resume: str | Path | None,
-           options: dict[str, Any], console: Console, world: int) -> tuple[Path, dict[str, Any], list[str]]:
+           options: dict[str, Any], console: Console, world: int,
+           threads: int = 1) -> tuple[Path, dict[str, Any], list[str]]:
     """Create (or reopen) the run and decode both domains: rank 0's part before training starts."""
     if resume is not None:
         reject_options_on_resume(options)
@@ -148,7 +156,7 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
             raise UserError("give --from and --to (cluster ids of the discover run), or --resume RUN")
         folder, cfg = _start(str(from_), str(to), None if run is None else str(run), model,
                              None if input_dir is None else str(input_dir), None if out is None else str(out),
-                             preset, options, world)
+                             preset, options, world, threads)
     console.print(f"run folder: {bold(folder)}  ({cfg['model']}: cluster {cfg['from']} -> cluster {cfg['to']}, "
                   f"{cfg['domain_a_images']} and {cfg['domain_b_images']} images)")
     source = Path(cfg["source"])
@@ -188,12 +196,13 @@ def translate(
     threads = choose_threads(requested_threads(options, resume))  # chosen before decoding loads the CPU
     try:
         folder, cfg, paths_a = run_on_main_and_share(dist, lambda: _setup(
-            from_, to, run, model, input_dir, out, preset, resume, options, console, dist.world))
+            from_, to, run, model, input_dir, out, preset, resume, options, console, dist.world, threads.threads))
         apply_threads(threads, console)
         module = base.load(cfg["model"])
         size = cfg["img_size"]
-        domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
         device = resolve_device(device_name if dist.enabled else cfg["device"])
+        console.print(describe_translate_plan(cfg["model"], cfg, device, threads.threads, module), highlight=False)
+        domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
         torch.manual_seed(cfg["seed"])
         translator = module.Translator(cfg, domain_a, domain_b, device, dist=dist)
         if (folder / LAST).is_file():
@@ -216,7 +225,11 @@ def translate(
     with console.status(f"translating {len(images)} images"):
         shown = _write_outputs(translator, images, rel_paths, out_dir, device)
     n = len(shown)
-    translation_grid(np.array(images[:n]), shown[:, None], folder / "grid.png", ["source", f"cluster {cfg['to']}"])
+    columns, labels = shown[:, None], ["source", f"cluster {cfg['to']}"]
+    if evaluate and len(domain_b):  # beside the translations, real images of the target domain (not paired)
+        examples = np.array(domain_b[np.linspace(0, len(domain_b) - 1, n).astype(int)])
+        columns, labels = np.stack([shown, examples], axis=1), [*labels, "target examples"]
+    translation_grid(np.array(images[:n]), columns, folder / "grid.png", labels)
     console.print(f"wrote {len(images)} translated images to {bold(out_dir)}, "
                   f"side by side in {escape(folder / 'grid.png')}")
     if evaluate:

@@ -5,6 +5,8 @@ A translator module `i2icurate/translators/<name>.py` defines:
 - `DEFAULTS`: overrides of the shared translate defaults (e.g. its own learning rate);
 - `PRESETS`: named override sets, at least `tiny` (CPU-sized, for tests) and `full` (the paper's sizes);
 - optionally `defaults_from_run(discover_config) -> dict`: defaults that depend on the discover run;
+- `CPU_PLAN`, `CPU_STEP_S` (models that train): the option values of the default CPU schedule at 64 px (widths,
+  batch size) and its measured seconds per iteration on one thread, from which `translate_plan.py` sizes the run;
 - `TRAINS`: False for a model used as-is (TUNIT's generator), True for one trained on the two domains;
 - `Translator`: a class with
     `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device, dist=SINGLE)` where

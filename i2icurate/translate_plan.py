@@ -1,0 +1,64 @@
+"""The default translate schedule: chosen from the device, printed with a time estimate before training.
+
+`translate` without `--preset` gives a trained model (U-GAT-IT, SRUNIT) a schedule that fits the machine:
+- on a CPU: 64 px images, the model's small CPU widths (`CPU_PLAN` in its module) and as many iterations as fit
+  CPU_BUDGET_S, from the seconds per iteration the module measured (`CPU_STEP_S`, one thread on the 2-core
+  development machine, bench/RESULTS.md), scaled by the thread count;
+- on a GPU: the model's own defaults (the paper's sizes and schedule, as `--preset full`).
+Every value is an ordinary option: an explicit flag wins over the plan. TUNIT trains nothing, so it has no plan.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+
+CPU_IMG_SIZE = 64
+CPU_BUDGET_S = 20 * 60  # training time the CPU plan aims at on 2 threads
+MIN_ITERS, MAX_ITERS = 200, 20_000
+
+
+def thread_speedup(threads: int) -> float:
+    """How much faster than one thread a step runs on `threads` (conv layers this small scale sub-linearly)."""
+    return max(1, min(threads, 8)) ** 0.75
+
+
+def translate_plan(module: ModuleType, device: torch.device, threads: int | None = None) -> dict[str, Any]:
+    """Option values of the default schedule of translator `module` on `device` ({} when it trains nothing)."""
+    if not module.TRAINS or device.type == "cuda":
+        return {}
+    threads = threads or torch.get_num_threads()
+    plan = {"img_size": CPU_IMG_SIZE, **module.CPU_PLAN}
+    step_s = module.CPU_STEP_S / thread_speedup(threads)
+    plan["iters"] = int(min(MAX_ITERS, max(MIN_ITERS, round(CPU_BUDGET_S / step_s, -2))))
+    plan["log_every"], plan["sample_every"] = 25, max(100, plan["iters"] // 10)
+    plan["ckpt_every"] = plan["sample_every"]
+    return plan
+
+
+def seconds_per_iteration(module: ModuleType, cfg: dict[str, Any], threads: int) -> float | None:
+    """Rough CPU seconds per iteration of a resolved config: the module's measured plan cost scaled by pixels and
+    batch size (not by widths: a guide, not a promise)."""
+    if not module.TRAINS:
+        return None
+    scale = (cfg["img_size"] / CPU_IMG_SIZE) ** 2 * cfg["batch_size"] / module.CPU_PLAN["batch_size"]
+    return module.CPU_STEP_S * scale / thread_speedup(threads)
+
+
+def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch.device, threads: int,
+                            module: ModuleType) -> str:
+    """One line for the screen: what will train, at what size, and about how long it will take."""
+    if not module.TRAINS:
+        return (f"plan: {module_name} trains nothing: the discover run's generator translates at "
+                f"{cfg['img_size']} px on {device}")
+    widths = ", ".join(f"{name} {cfg[name]}" for name in module.CPU_PLAN if name != "batch_size")
+    line = (f"plan: {module_name} at {cfg['img_size']} px ({widths}, batch {cfg['batch_size']}), "
+            f"{cfg['iters']} iterations on {device}")
+    if device.type == "cuda":
+        return line
+    step_s = seconds_per_iteration(module, cfg, threads)
+    total = cfg["iters"] * step_s
+    when = f"{total / 60:.0f} min" if total >= 90 else f"{total:.0f} s"
+    return f"{line} with {threads} thread{'s' * (threads != 1)}: about {when} ({step_s:.2f} s per iteration)"

@@ -1,0 +1,58 @@
+"""translate without --preset: a schedule that fits the device, printed before training; explicit flags win."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import torch
+from rich.console import Console
+
+from i2icurate.commands.translate import resolve_translate, translate
+from i2icurate.translate_plan import CPU_BUDGET_S, describe_translate_plan, thread_speedup, translate_plan
+from i2icurate.translators import srunit, tunit, ugatit
+from tests.test_translate import _two_clusters
+
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+def test_cpu_plan_is_64px_small_networks_sized_to_the_budget() -> None:
+    for module in (ugatit, srunit):
+        plan = translate_plan(module, CPU, threads=2)
+        assert plan["img_size"] == 64
+        assert {k: plan[k] for k in module.CPU_PLAN} == module.CPU_PLAN
+        seconds = plan["iters"] * module.CPU_STEP_S / thread_speedup(2)
+        assert abs(seconds - CPU_BUDGET_S) < 0.1 * CPU_BUDGET_S  # the iterations fill the time budget
+    # fewer threads, fewer iterations in the same time; the slower model gets fewer than the faster one
+    assert translate_plan(ugatit, CPU, threads=1)["iters"] < translate_plan(ugatit, CPU, threads=2)["iters"]
+    assert translate_plan(ugatit, CPU, threads=2)["iters"] < translate_plan(srunit, CPU, threads=2)["iters"]
+
+
+def test_gpu_plan_is_the_models_full_defaults_and_tunit_has_none() -> None:
+    assert translate_plan(ugatit, GPU) == {} and translate_plan(tunit, CPU) == {}
+    cfg = resolve_translate("ugatit", None, {}, plan=translate_plan(ugatit, GPU))
+    assert cfg["img_size"] == 256 and cfg["ch"] == 64 and cfg["ugatit_size"] == "full"
+
+
+def test_flags_win_over_the_plan() -> None:
+    plan = translate_plan(srunit, CPU, threads=2)
+    cfg = resolve_translate("srunit", None, {"ngf": 8, "iters": 7}, plan=plan)
+    assert cfg["ngf"] == 8 and cfg["iters"] == 7 and cfg["ndf"] == 16 and cfg["img_size"] == 64
+    line = describe_translate_plan("srunit", cfg, CPU, 2, srunit)
+    assert line.startswith("plan: srunit at 64 px (ngf 8, ndf 16,") and "7 iterations on cpu with 2 threads" in line
+
+
+def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path) -> None:
+    a, b, _ = _two_clusters(toy_discover_run)
+    out = io.StringIO()
+    console = Console(file=out, width=300)
+    run = translate(a, b, run=toy_discover_run, model="ugatit", img_size=32, iters=2, batch_size=2, device="cpu",
+                    threads=1, project=str(tmp_path / "runs"), console=console)
+    text = out.getvalue()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["ch"] == ugatit.CPU_PLAN["ch"] and cfg["ugatit_size"] == "light"  # from the plan
+    assert cfg["img_size"] == 32 and cfg["iters"] == 2 and cfg["batch_size"] == 2  # the flags
+    plan_line = next(line for line in text.splitlines() if line.startswith("plan: "))
+    assert "ugatit at 32 px (ugatit_size light, ch 16, n_res 4, batch 2), 2 iterations on cpu with 1 thread" \
+        in plan_line
+    assert text.index("plan: ") < text.index("wrote ")
