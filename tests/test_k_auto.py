@@ -18,6 +18,7 @@ from i2icurate.engines.features import cached_features
 from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.errors import UserError
+from i2icurate.metrics.k_choice import RULE, KChoice, choose_k, sweep
 from i2icurate.runs import read_csv, write_csv
 from tests.cli_helpers import TOY, cli, copy_images, ctrl_c_after_step, run_folders
 from tests.conftest import TOY_KW
@@ -67,6 +68,14 @@ def test_the_range_is_clipped_to_the_folder_and_the_labels():
     assert k_candidates("2:30", 1000, at_least=7) == list(range(7, 31))
     with pytest.raises(UserError, match="labels name 20 clusters"):
         k_candidates("2:30", 12, at_least=20)
+
+
+def test_a_sweep_over_three_real_images_still_chooses():
+    from i2icurate.data.demo import load_animal_mnist
+
+    pixels = load_animal_mnist()[0][:3].reshape(3, -1).astype(np.float64)
+    rows = sweep(pixels / np.linalg.norm(pixels, axis=1, keepdims=True), [2], seed=0)
+    assert [r["k"] for r in rows] == [2] and choose_k(rows) == KChoice(2, None, RULE)
 
 
 def test_labelled_clusters_are_a_lower_bound(tmp_path):
