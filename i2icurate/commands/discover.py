@@ -263,6 +263,8 @@ def _trunk_features(cfg: dict[str, Any], trunk: torch.nn.Module, device: torch.d
                     images: np.ndarray, console: Console) -> None:
     """Compute the trunk's features of every image into the run folder (or find them there, or take them from the
     --from run when it read the same images with the same trunk)."""
+    if cached_features(run, len(images)) is not None:  # e.g. computed by the -k auto sweep, or before a resume
+        return
     parent = Path(cfg["from_run"]) if cfg.get("from_run") else None
     if parent is not None and reuse_parent_features(parent, run, cfg):
         console.print(f"trunk features: the same images and trunk as {escape(parent)}, reused")
