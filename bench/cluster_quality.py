@@ -14,6 +14,13 @@ pretrained trunk). ACC / NMI / ARI, the number of clusters that hold images, and
     python bench/cluster_quality.py --device cuda --baseline vgg11      # GPU: the GPU plan (128 px)
     python bench/cluster_quality.py --preset tiny            # the previous default alone
     python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --precision fp32  # bf16 vs fp32
+
+With `--k auto` it measures `discover -k auto` instead: on each set (animal-mnist, MNIST-5k and `mixed`: animal-mnist
+silhouettes and MNIST digits, 1,000 of each by default, labelled by source) one run chooses K itself and one is given
+the true K (10, 10 and 2); it prints the K chosen, the runner-up and ACC / NMI / ARI of both runs. `--reuse` takes
+finished runs of the same name, folder and K from `--project` instead of training them again.
+
+    python bench/cluster_quality.py --k auto --dataset animal-mnist --dataset mnist-5k --dataset mixed --threads 1
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from rich.table import Table
 from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.commands.discover import discover
-from i2icurate.data.demo import DATASETS, write_demo_images
+from i2icurate.data.demo import DATASETS, LOADERS, write_demo_images
 from i2icurate.data.labels import folder_labels
 from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
@@ -40,6 +47,79 @@ from i2icurate.runs import read_csv, read_json
 
 CONTENT_SETS = DATASETS  # classes differ in what images show
 ALL_SETS = (*CONTENT_SETS, *STYLE_SETS)  # style sets: classes differ in how images look (bench/style_sets.py)
+MIXED = "mixed"
+TRUE_K = {"animal-mnist": 10, "mnist-5k": 10, MIXED: 2}
+
+
+def write_mixed(out: Path, per_class: int | None) -> Path:
+    """`out/<source>/<class>/*.png`: `per_class` (default 100) images of every class of both demo sets, so the folder
+    labels are the two sources and the class folders below them the 20 classes."""
+    for dataset in LOADERS:
+        write_demo_images(out / dataset, dataset, per_class or 100)
+    return out
+
+
+def write_set(data: Path, dataset: str, per_class: int | None) -> Path:
+    """The image folder of a benchmark set under `data` (written once; existing PNGs are kept)."""
+    if dataset == MIXED:
+        return write_mixed(data / MIXED, per_class)
+    return write_demo_images(data / dataset, dataset, per_class)
+
+
+def fine_scores(run: Path) -> dict[str, float]:
+    """A run's scores against the class folders one level down (the mixed set's 20 classes)."""
+    rows = read_csv(run / "assignments.csv")
+    truth = ["/".join(r["path"].split("/")[:2]) for r in rows]
+    return clustering_scores(truth, [int(r["cluster"]) for r in rows])
+
+
+def finished_run(project: Path, name: str, folder: Path, k: int | str) -> Path | None:
+    """A finished discover run `<project>/discover/<name>1` on `folder` made with `k` (a number or 'auto')."""
+    run = project / "discover" / f"{name}1"
+    if not (run / "summary.json").is_file():
+        return None
+    cfg = read_json(run / "config.json")
+    same_k = bool(cfg.get("k_auto")) if k == "auto" else (cfg["k"] == k and not cfg.get("k_auto"))
+    return run if cfg["source"] == str(folder.resolve()) and same_k else None
+
+
+def auto_k_rows(dataset: str, folder: Path, runs: Path, console: Console, reuse: bool,
+                common: dict) -> dict[str, dict]:
+    """The -k auto run and the true-K run of one set: K, runner-up, scores and seconds of each."""
+    out = {}
+    for k in ("auto", TRUE_K[dataset]):
+        name = f"{dataset}-{'auto' if k == 'auto' else f'k{k}'}"
+        run = finished_run(runs, name, folder, k) if reuse else None
+        seconds = None
+        if run is None:
+            run, seconds = _timed_discover(folder, console, k=k, project=str(runs), name=name, **common)
+        cfg = read_json(run / "config.json")
+        record = cfg.get("k_auto") or {}
+        row = {**run_scores(run), "k": cfg["k"], "runner_up": record.get("runner_up"), "seconds": seconds,
+               "run": str(run)}
+        if dataset == MIXED:
+            row["fine"] = fine_scores(run)
+        out["auto" if k == "auto" else "true"] = row
+    return out
+
+
+def print_auto_k(console: Console, results: dict[str, dict]) -> None:
+    """The -k auto table: K chosen against the true K, and the scores of both runs."""
+    table = Table(title="discover -k auto against the true K (ACC / NMI / ARI against the folder labels)")
+    for col in ("dataset", "true K", "K chosen", "runner-up", "NMI auto", "NMI true K", "diff", "ACC auto",
+                "ACC true K", "ARI auto", "ARI true K"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    for dataset, res in results.items():
+        a, t = res["auto"], res["true"]
+        table.add_row(dataset, str(t["k"]), str(a["k"]), str(a["runner_up"]), f"{a['nmi']:.3f}", f"{t['nmi']:.3f}",
+                      f"{a['nmi'] - t['nmi']:+.3f}", f"{a['acc']:.3f}", f"{t['acc']:.3f}", f"{a['ari']:.3f}",
+                      f"{t['ari']:.3f}")
+        if "fine" in a:
+            table.add_row(f"{dataset} (20 classes)", "20", str(a["k"]), "", f"{a['fine']['nmi']:.3f}",
+                          f"{t['fine']['nmi']:.3f}", f"{a['fine']['nmi'] - t['fine']['nmi']:+.3f}",
+                          f"{a['fine']['acc']:.3f}", f"{t['fine']['acc']:.3f}", f"{a['fine']['ari']:.3f}",
+                          f"{t['fine']['ari']:.3f}")
+    console.print(table)
 
 
 def run_scores(run: Path) -> dict[str, float]:
@@ -83,8 +163,15 @@ def _describe(run: Path, seconds: float) -> dict:
 
 
 @click.command()
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(ALL_SETS), default=ALL_SETS,
-              help="Content sets (animal-mnist, mnist-5k) and style-domain sets (bench/style_sets.py); default: all.")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice((*ALL_SETS, MIXED)), default=CONTENT_SETS,
+              help="A content set (the default: both), a style-domain set of bench/style_sets.py (K = its number "
+                   "of styles), or 'mixed' (both content sets, labelled by source; with --k auto).")
+@click.option("--k", "k", type=click.Choice(("auto",)), default=None,
+              help="auto: compare discover -k auto with the run given the true K on every set.")
+@click.option("--reuse", is_flag=True, help="With --k auto: take finished runs from --project instead of training.")
+@click.option("--threads", type=int, default=None, help="discover --threads (CPU threads of each run).")
+@click.option("--data", type=click.Path(), default=None, help="Write the image folders here (default: a temporary "
+              "folder).")
 @click.option("--per-class", type=int, default=None, help="Images per class (default: all).")
 @click.option("--preset", default=None, help="discover preset under test (default: none, the hardware plan).")
 @click.option("--backbone", default=None, help="discover --backbone under test (default: discover's).")
@@ -104,16 +191,30 @@ def _describe(run: Path, seconds: float) -> dict:
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes decoding images (discover's option: 0 = one per CPU core, at most 8).")
 def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, batch_size, device, precision, compile_,
-         trained_baselines, seed, project, json_out, workers) -> None:
+         trained_baselines, seed, project, json_out, workers, k, reuse, threads, data) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results: dict[str, dict] = {}
-    common = {"device": device, "precision": precision, "compile": compile_, "seed": seed, "workers": workers}
+    common = {"device": device, "precision": precision, "compile": compile_, "seed": seed, "workers": workers,
+              "threads": threads}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(project or Path(tmp) / "runs")
+        if k == "auto":
+            settings = {"preset": preset, "backbone": backbone, "iters": iters, "warmup_frac": warmup_frac,
+                        "img_size": img_size, "batch_size": batch_size, **common}
+            for dataset in datasets:
+                folder = write_set(Path(data or tmp), dataset, per_class)
+                results[dataset] = auto_k_rows(dataset, folder, runs, console, reuse, settings)
+                if json_out:
+                    Path(json_out).write_text(json.dumps(results, indent=2))
+            print_auto_k(console, results)
+            console.print(f"device: {device}, threads {threads or 'auto'}")
+            return
         for dataset in datasets:
-            folder = (write_style_set(dataset, Path(tmp) / dataset) if dataset in STYLE_SETS
-                      else write_demo_images(Path(tmp) / dataset, dataset, per_class))
+            if dataset == MIXED:
+                raise click.UsageError("--dataset mixed is for --k auto")
+            folder = (write_style_set(dataset, Path(data or tmp) / dataset) if dataset in STYLE_SETS
+                      else write_demo_images(Path(data or tmp) / dataset, dataset, per_class))
             common["k"] = sum(1 for d in folder.iterdir() if d.is_dir())  # K = the number of classes
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,

@@ -19,9 +19,12 @@ from i2icurate.errors import UserError
 from i2icurate.markup import bold, escape
 
 EXTRA_FLAGS = {"k": "-k", "from_run": "--from"}
+METAVARS = {"k": "K|auto", "k_range": "MIN:MAX"}
 
 
 def _click_type(option: Option) -> Any:
+    if option.type not in (int, float, str, bool):  # a parsing function (-k 10 or -k auto): it checks the value
+        return click.types.FuncParamType(option.type)
     if option.choices:
         return click.Choice(option.choices)
     if option.type in (int, float) and (option.min is not None or option.max is not None):
@@ -39,7 +42,7 @@ def table_options(options: list[Option]) -> Callable[[Callable], Callable]:
             if option.name in EXTRA_FLAGS:
                 names.insert(0, EXTRA_FLAGS[option.name])
             func = click.option(
-                *names, option.name, type=_click_type(option), default=None,
+                *names, option.name, type=_click_type(option), default=None, metavar=METAVARS.get(option.name),
                 help=f"{option.help} [default: {option.default}]",
             )(func)
         return func

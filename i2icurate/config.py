@@ -27,6 +27,41 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
+AUTO = "auto"
+
+
+def k_or_auto(value: Any) -> int | str:
+    """A number of clusters, or 'auto': choose it from the data (a sweep over --k-range)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected a whole number of clusters or 'auto', got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of clusters or 'auto', got {value!r}") from None
+
+
+def k_range(value: Any) -> str:
+    """'MIN:MAX', the numbers of clusters an auto-K sweep tries (2 <= MIN <= MAX <= 1000), normalised."""
+    low, high = parse_k_range(str(value))
+    return f"{low}:{high}"
+
+
+def parse_k_range(text: str) -> tuple[int, int]:
+    """(MIN, MAX) of a 'MIN:MAX' K range; ValueError with a readable message when it is not one."""
+    parts = text.strip().split(":")
+    try:
+        low, high = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        low = high = None
+    if low is None or high is None:
+        raise ValueError(f"expected MIN:MAX, two whole numbers such as 2:30, got {text!r}")
+    if not 2 <= low <= high <= 1000:
+        raise ValueError(f"{text!r} must satisfy 2 <= MIN <= MAX <= 1000")
+    return low, high
+
+
 def _opts(*options: Option) -> dict[str, Option]:
     return {o.name: o for o in options}
 
@@ -73,7 +108,10 @@ INPUT_OPTIONS = (
 )
 
 DISCOVER = _opts(
-    Option("k", 10, "Number of pseudo-domains (clusters).", int, 2, 1000),
+    Option("k", 10, "Number of pseudo-domains (clusters), or 'auto': choose it from the trunk's features by a sweep "
+           "over --k-range (pretrained trunks only; docs/discover.md).", k_or_auto, 2, 1000),
+    Option("k_range", "2:30", "MIN:MAX, the numbers of clusters -k auto tries (clipped to half the number of "
+           "images; with --labels, at least the labelled clusters).", k_range),
     Option("backbone", "efficientnet-lite0", "Guiding network trunk: vgg11 (TUNIT's, trained from scratch), "
            "efficientnet-lite0/1/2 (ImageNet weights from registry packages, offline), a torchvision model name "
            "(weights from the torch cache, downloaded once where online) or a weights file (ARCH:PATH)."),
@@ -177,10 +215,14 @@ def _check(option: Option, value: Any) -> Any:
     flag = "--" + option.name.replace("_", "-")
     try:
         value = option.type(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{flag}: expected {option.type.__name__}, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        if option.type in (int, float, str, bool):
+            raise UserError(f"{flag}: expected {option.type.__name__}, got {value!r}") from None
+        raise UserError(f"{flag}: {exc}") from None
     if option.choices is not None and value not in option.choices:
         raise UserError(f"{flag}: {value!r} is not one of {', '.join(option.choices)}")
+    if not isinstance(value, int | float):  # e.g. -k auto
+        return value
     if option.min is not None and value < option.min:
         raise UserError(f"{flag}: {value} is below the minimum {option.min:g}")
     if option.max is not None and value > option.max:

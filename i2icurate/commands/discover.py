@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from i2icurate import __version__
+from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
-from i2icurate.config import reject_options_on_resume, resolve
+from i2icurate.config import AUTO, reject_options_on_resume, resolve
 from i2icurate.curation.changes import anchor_targets, parent_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
@@ -23,8 +25,15 @@ from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features, run_features
+from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.loop import train_run
-from i2icurate.engines.tunit import TunitTrainer, resolve_device, uses_pretrained_trunk
+from i2icurate.engines.tunit import (
+    TunitTrainer,
+    autocast_dtype,
+    build_guiding,
+    resolve_device,
+    uses_pretrained_trunk,
+)
 from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.markup import bold, escape
@@ -43,7 +52,7 @@ from i2icurate.runs import (
 )
 from i2icurate.threads import apply_threads, choose_threads, requested_threads
 
-META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage")
+META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage", "k_auto")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
 ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width", "backbone",
                 "backbone_size", "heads", "pca_dim", "style_weight")
@@ -136,6 +145,9 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     cfg = resolve("discover", preset, defaults=plan, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
+    if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
+        raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is trained "
+                        "from scratch, so give -k N (or drop --backbone/--preset for the default trunk)")
     if uses_pretrained_trunk(cfg):
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
     check_batch_split(cfg["batch_size"], world)
@@ -247,17 +259,32 @@ def _setup(source: str | Path | None, preset: str | None, resume: str | Path | N
     return run, cfg
 
 
-def _trunk_features(trainer: TunitTrainer, run: Path, images: np.ndarray, console: Console) -> None:
+def _trunk_features(cfg: dict[str, Any], trunk: torch.nn.Module, device: torch.device, run: Path,
+                    images: np.ndarray, console: Console) -> None:
     """Compute the trunk's features of every image into the run folder (or find them there, or take them from the
     --from run when it read the same images with the same trunk)."""
-    parent = Path(trainer.cfg["from_run"]) if trainer.cfg.get("from_run") else None
-    if parent is not None and reuse_parent_features(parent, run, trainer.cfg):
+    if cached_features(run, len(images)) is not None:  # e.g. computed by the -k auto sweep, or before a resume
+        return
+    parent = Path(cfg["from_run"]) if cfg.get("from_run") else None
+    if parent is not None and reuse_parent_features(parent, run, cfg):
         console.print(f"trunk features: the same images and trunk as {escape(parent)}, reused")
         return
     with _progress(console) as progress:
         task = progress.add_task("trunk features", total=len(images))
-        run_features(run, trainer.E.trunk, images, trainer.device, trainer.amp_dtype,
+        run_features(run, trunk, images, device, autocast_dtype(cfg["precision"], device),
                      progress=lambda done, total: progress.update(task, completed=done))
+
+
+def _auto_k(run: Path, cfg: dict[str, Any], images: np.ndarray, paths: list[str], device: torch.device,
+             console: Console) -> dict[str, Any]:
+    """-k auto: the trunk's features (computed here, before any network depends on K), the descriptor the heads will
+    read, and a sweep over --k-range on it; returns the config with the chosen K, also saved in config.json."""
+    guiding = build_guiding({**cfg, "k": 2}).to(device)  # the trunk and descriptor only: no head is trained here
+    _trunk_features(cfg, guiding.trunk, device, run, images, console)
+    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device)
+    phase.fit_descriptor()  # the same fit a fresh run makes before its heads start (same features, same seed)
+    desc = phase.descriptors(0).cpu().numpy()
+    return sweep_k(run, cfg, desc, paths, console)
 
 
 def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
@@ -302,6 +329,9 @@ def discover(
         apply_threads(threads, console)
         images = load_cache(run / "cache", cfg["img_size"])
         paths = [row["path"] for row in read_csv(run / IMAGES_CSV)]
+        if cfg["k"] == AUTO:  # chosen once; config.json then holds the number, which --resume and --from reuse
+            sweep_device = resolve_device(device_name if dist.enabled else cfg["device"])
+            cfg = run_on_main_and_share(dist, lambda: _auto_k(run, cfg, images, paths, sweep_device, console))
         labels, pool = training_labels(run, paths, cfg["k"], console)
         if cfg["batch_size"] > len(pool):  # a labels file excluded images
             fits = len(pool) - len(pool) % dist.world
@@ -323,7 +353,8 @@ def discover(
         else:
             fresh = True
         if trainer.pretrained:
-            run_on_main_and_share(dist, lambda: _trunk_features(trainer, run, images, console))
+            run_on_main_and_share(dist, lambda: _trunk_features(cfg, trainer.E.trunk, trainer.device, run, images,
+                                                                console))
             trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited)
         trunk = f"{cfg['backbone']} trunk, " if trainer.pretrained else ""
         console.print(

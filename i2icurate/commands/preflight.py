@@ -14,21 +14,22 @@ from i2icurate.engines.checkpoint import LAST
 from i2icurate.errors import UserError
 
 
-def check_k(k: int, images: int, root: Path) -> None:
-    """Refuse more clusters than images: most clusters would stay empty after the whole training."""
-    if k > images:
+def check_k(k: int | str, images: int, root: Path) -> None:
+    """Refuse more clusters than images: most clusters would stay empty after the whole training (-k auto clips its
+    range to the folder instead)."""
+    if isinstance(k, int) and k > images:
         raise UserError(f"-k {k} asks for more clusters than the {images} image(s) in {root}; "
                         f"use -k {images} or fewer (or add images)")
 
 
-def warn_k(k: int, images: int, console: Console) -> None:
+def warn_k(k: int | str, images: int, console: Console) -> None:
     """Warn when there are fewer than two images per cluster on average."""
-    if 2 * k > images:
+    if isinstance(k, int) and 2 * k > images:
         console.print(f"[yellow]-k {k} for {images} images: fewer than 2 images per cluster on average, so many "
                       "clusters will be tiny or empty[/]", highlight=False)
 
 
-def check_candidates(root: Path, k: int, scan: ScanResult | None = None) -> ScanResult:
+def check_candidates(root: Path, k: int | str, scan: ScanResult | None = None) -> ScanResult:
     """Scan the image folder (unless `scan` is its scan already) and refuse it before any run folder exists: no
     images, one image, or K > images."""
     scan = scan or scan_folder(root)

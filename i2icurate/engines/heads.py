@@ -55,13 +55,7 @@ class HeadPhase:
     @torch.no_grad()
     def fit(self) -> None:
         """A fresh run: fit the descriptor to this folder, then start every head from its own k-means."""
-        n = self.content.shape[1]
-        rows = np.arange(n)
-        if n > FIT_SAMPLE:  # the statistics and axes settle long before a million images (and float64 would not fit)
-            rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(n, FIT_SAMPLE, replace=False))
-        first = (torch.from_numpy(np.asarray(self.content[0][rows], dtype=np.float32)),
-                 torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
-        self.E.fit_descriptor(*(t.to(self.device) for t in first))
+        self.fit_descriptor()
         self.prepare()
         tau = self.cfg["head_temperature"]
         for h, head in enumerate(self.E.heads):
@@ -69,17 +63,30 @@ class HeadPhase:
             head.bias.zero_()
 
     @torch.no_grad()
+    def fit_descriptor(self) -> None:
+        """Fit E's descriptor (standardisation and principal axes) to the first view of this folder's features."""
+        n = self.content.shape[1]
+        rows = np.arange(n)
+        if n > FIT_SAMPLE:  # the statistics and axes settle long before a million images (and float64 would not fit)
+            rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(n, FIT_SAMPLE, replace=False))
+        first = (torch.from_numpy(np.asarray(self.content[0][rows], dtype=np.float32)),
+                 torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
+        self.E.fit_descriptor(*(t.to(self.device) for t in first))
+
+    @torch.no_grad()
+    def descriptors(self, view: int) -> Tensor:
+        """The descriptors (N, D) of one view of every image, with E's current fit."""
+        rows = []
+        for start in range(0, self.content.shape[1], self.chunk):
+            c = torch.from_numpy(np.asarray(self.content[view, start : start + self.chunk], dtype=np.float32))
+            s = torch.from_numpy(np.asarray(self.style[view, start : start + self.chunk], dtype=np.float32))
+            rows.append(self.E.describe(c.to(self.device), s.to(self.device)))
+        return torch.cat(rows)
+
+    @torch.no_grad()
     def prepare(self) -> None:
         """Descriptors of every view with E's current fit, and each image's nearest neighbours."""
-        views = []
-        for v in range(self.content.shape[0]):
-            rows = []
-            for start in range(0, self.content.shape[1], self.chunk):
-                c = torch.from_numpy(np.asarray(self.content[v, start : start + self.chunk], dtype=np.float32))
-                s = torch.from_numpy(np.asarray(self.style[v, start : start + self.chunk], dtype=np.float32))
-                rows.append(self.E.describe(c.to(self.device), s.to(self.device)))
-            views.append(torch.cat(rows))
-        self.desc = torch.stack(views)
+        self.desc = torch.stack([self.descriptors(v) for v in range(self.content.shape[0])])
         self.nbrs = neighbours(self.desc[0], self.cfg["knn"]).to(self.device)
 
     def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from i2icurate.commands.auto_k import k_auto_line
 from i2icurate.curation.changes import write_changes
 from i2icurate.data.cache import load_cache
 from i2icurate.data.domains import LABELS_CSV, read_labels
@@ -200,8 +201,12 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     used = sum(1 for row in table if row["size"] > 0)
     summary = {"images": n, "k": k, "clusters_used": used, "backbone": cfg.get("backbone", SCRATCH),
                "clusters": table, "scores": scores, "eval_labels": spec}
+    if cfg.get("k_auto"):  # -k auto: the chosen K, the runner-up and the rule (figures in k_sweep.csv, k_curve.png)
+        summary["k_auto"] = cfg["k_auto"]
     write_json(run / "summary.json", summary)
     print_summary(console, table, scores, title=escape(run))
+    if cfg.get("k_auto"):
+        console.print(k_auto_line(cfg["k_auto"]), highlight=False)
     if used < k:
         console.print(f"[yellow]warning: only {used} of {k} clusters hold images[/]: the folder may hold fewer "
                       f"domains than K (try -k {used}), or the class head collapsed (try the default --backbone)")

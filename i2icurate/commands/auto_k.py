@@ -1,0 +1,81 @@
+"""`discover -k auto`: which Ks to try, the sweep over them, and what the run folder and screen get from it.
+
+The sweep reads the descriptor the class heads will read (the folder's fitted PCA of the trunk's cached features), so
+it costs seconds; discover then builds its networks with the chosen K. The choice is written into config.json (`k`,
+and `k_auto` with how it was made), so `--resume` and `--from` reuse it without sweeping again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from i2icurate.config import parse_k_range
+from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
+from i2icurate.errors import UserError
+from i2icurate.export.k_curve import k_curve_png
+from i2icurate.metrics.k_choice import SWEEP_SAMPLE, choose_k, sweep
+from i2icurate.runs import CONFIG_FILE, write_csv, write_json
+
+K_SWEEP_CSV = "k_sweep.csv"
+K_CURVE_PNG = "k_curve.png"
+SWEEP_COLUMNS = ("k", "stability_excess", "stability", "stability_null", "silhouette", "eigengap", "inertia")
+
+
+def labelled_clusters(run: Path, paths: list[str]) -> int:
+    """How many clusters the run's human labels need (the highest cluster_N label of an image here, plus one; 0 when
+    the run has no labels): a lower bound on K."""
+    if not (run / LABELS_CSV).is_file():
+        return 0
+    here, needed = set(paths), 0
+    for path, label in read_labels(run / LABELS_CSV).items():
+        if path not in here or label == EXCLUDE:
+            continue
+        try:
+            needed = max(needed, parse_cluster(label) + 1)
+        except UserError:
+            continue  # e.g. new_cluster: trains unlabelled
+    return needed
+
+
+def k_candidates(k_range: str, n_images: int, at_least: int = 0) -> list[int]:
+    """The Ks to try: MIN..MAX of `k_range`, MAX clipped to half the number of images (at least 2 clusters of 2
+    images on average), and every K below `at_least` (the labelled clusters) left out."""
+    low, high = parse_k_range(k_range)
+    if at_least > n_images:
+        raise UserError(f"the labels name {at_least} clusters but the folder has {n_images} images")
+    high = max(2, min(high, n_images // 2))
+    low = max(min(low, high), at_least)
+    return list(range(low, max(high, low) + 1))
+
+
+def sweep_k(run: Path, cfg: dict[str, Any], desc: np.ndarray, paths: list[str], console: Console) -> dict[str, Any]:
+    """Score every candidate K on the descriptors (N, D), choose one, write k_sweep.csv and k_curve.png, and record
+    the choice in the run's config.json; returns the updated config."""
+    at_least = labelled_clusters(run, paths)
+    ks = k_candidates(cfg["k_range"], len(desc), at_least)
+    with console.status(f"choosing K: {len(ks)} candidates from {ks[0]} to {ks[-1]} on "
+                        f"{min(len(desc), SWEEP_SAMPLE)} images"):
+        rows = sweep(desc, ks, seed=cfg["seed"])
+    choice = choose_k(rows)
+    write_csv(run / K_SWEEP_CSV, SWEEP_COLUMNS, ([row[c] for c in SWEEP_COLUMNS] for row in rows))
+    k_curve_png(rows, choice.k, choice.runner_up, run / K_CURVE_PNG, title=f"{run.name}: choosing K ({choice.rule})")
+    record = {"k": choice.k, "runner_up": choice.runner_up, "rule": choice.rule, "tried": [ks[0], ks[-1]],
+              "k_range": cfg["k_range"], "labelled_clusters": at_least,
+              "sample": int(min(len(desc), SWEEP_SAMPLE))}
+    cfg = {**cfg, "k": choice.k, "k_auto": record}
+    write_json(run / CONFIG_FILE, cfg)
+    console.print(k_auto_line(record), highlight=False)
+    return cfg
+
+
+def k_auto_line(record: dict[str, Any]) -> str:
+    """One line for the screen: the chosen K, the runner-up, the rule and where the figures are."""
+    low, high = record["tried"]
+    runner = f", runner-up K={record['runner_up']}" if record.get("runner_up") is not None else ""
+    bound = (f"; the labels need at least {record['labelled_clusters']}" if record.get("labelled_clusters") else "")
+    return (f"-k auto: K={record['k']}{runner} (tried {low}..{high}{bound}; rule: {record['rule']}; "
+            f"criteria in {K_SWEEP_CSV} and {K_CURVE_PNG})")

@@ -1,0 +1,123 @@
+"""discover -k auto: the sweep on a small real folder, the range clipped to the folder, and resume / --from reuse."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from i2icurate.commands.auto_k import K_CURVE_PNG, K_SWEEP_CSV, k_candidates, labelled_clusters, sweep_k
+from i2icurate.commands.discover import discover
+from i2icurate.config import resolve
+from i2icurate.engines.features import cached_features
+from i2icurate.engines.heads import HeadPhase
+from i2icurate.engines.tunit import build_guiding
+from i2icurate.errors import UserError
+from i2icurate.metrics.k_choice import RULE, KChoice, choose_k, sweep
+from i2icurate.runs import read_csv, write_csv
+from tests.cli_helpers import TOY, cli, copy_images, ctrl_c_after_step, run_folders
+from tests.conftest import TOY_KW
+
+QUIET = Console(quiet=True)
+# the default (pretrained trunk) discover at toy size, as CLI flags
+TOY_PRE = ["--iters", "16", "--warmup-frac", "0.5", "--head-batch", "64", "--batch-size", "8", "--backbone-size", "32",
+           "--workers", "1", "--log-every", "2", "--ckpt-every", "5", "--sample-every", "8", "--threads", "1"]
+
+
+def test_the_sweep_on_a_real_folder_records_the_choice(pretrained_run, tmp_path):
+    """The 200 real animal silhouettes of the shared default run: its cached trunk features, the descriptor the heads
+    read, every K of the range scored, the rule's choice written to k_sweep.csv, k_curve.png and config.json."""
+    cfg = {**json.loads((pretrained_run / "config.json").read_text()), "k_range": "2:14"}
+    paths = [r["path"] for r in read_csv(pretrained_run / "images.csv")]
+    guiding = build_guiding({**cfg, "k": 2})
+    phase = HeadPhase(guiding, *cached_features(pretrained_run, len(paths)), cfg, torch.device("cpu"))
+    phase.fit_descriptor()
+    desc = phase.descriptors(0).numpy()
+    run = tmp_path / "exp1"  # a copy of what the sweep reads and writes: the shared run stays as it is
+    run.mkdir()
+    shutil.copy(pretrained_run / "config.json", run / "config.json")
+    console = Console(record=True, width=300, file=io.StringIO())
+    out = sweep_k(run, cfg, desc, paths, console)
+    rows = read_csv(run / K_SWEEP_CSV)
+    assert [int(r["k"]) for r in rows] == list(range(2, 15))
+    excess = [float(r["stability_excess"]) for r in rows]
+    assert out["k"] == int(rows[int(np.argmax(excess))]["k"])  # the documented rule, read back from the CSV
+    for row, e in zip(rows, excess, strict=True):
+        assert float(row["stability"]) - float(row["stability_null"]) == pytest.approx(e)
+    assert max(excess) > 0.1  # ten animal classes: real structure beats the cluster-free reference
+    saved = json.loads((run / "config.json").read_text())
+    record = saved["k_auto"]
+    assert saved["k"] == out["k"] == record["k"]
+    assert record["runner_up"] in range(2, 15) and record["runner_up"] != out["k"]
+    assert record["tried"] == [2, 14] and "Clest" in record["rule"] and record["sample"] == 200
+    assert (run / K_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"-k auto: K={out['k']}, runner-up K={record['runner_up']}" in console.export_text()
+
+
+def test_the_range_is_clipped_to_the_folder_and_the_labels():
+    assert k_candidates("2:30", 1000) == list(range(2, 31))
+    assert k_candidates("2:30", 12) == list(range(2, 7))  # at most half the images
+    assert k_candidates("8:30", 12) == [6]
+    assert k_candidates("2:30", 3) == [2]
+    assert k_candidates("2:5", 1000, at_least=7) == [7]  # the labels win over MAX
+    assert k_candidates("2:30", 1000, at_least=7) == list(range(7, 31))
+    with pytest.raises(UserError, match="labels name 20 clusters"):
+        k_candidates("2:30", 12, at_least=20)
+
+
+def test_a_sweep_over_three_real_images_still_chooses():
+    from i2icurate.data.demo import load_animal_mnist
+
+    pixels = load_animal_mnist()[0][:3].reshape(3, -1).astype(np.float64)
+    rows = sweep(pixels / np.linalg.norm(pixels, axis=1, keepdims=True), [2], seed=0)
+    assert [r["k"] for r in rows] == [2] and choose_k(rows) == KChoice(2, None, RULE)
+
+
+def test_labelled_clusters_are_a_lower_bound(tmp_path):
+    write_csv(tmp_path / "labels.csv", ["path", "label", "source", "time"],
+              [("a.png", "cluster_4", "human", "t"), ("b.png", "exclude", "human", "t"),
+               ("c.png", "new_cluster", "human", "t"), ("gone.png", "cluster_9", "human", "t")])
+    assert labelled_clusters(tmp_path, ["a.png", "b.png", "c.png"]) == 5
+    assert labelled_clusters(tmp_path / "none", ["a.png"]) == 0
+
+
+def test_k_option_takes_a_number_or_auto(capsys):
+    assert resolve("discover", k="auto")["k"] == "auto" and resolve("discover", k="7")["k"] == 7
+    assert resolve("discover", k_range="3:9")["k_range"] == "3:9"
+    with pytest.raises(UserError, match="--k: 1 is below the minimum 2"):
+        resolve("discover", k=1)
+    with pytest.raises(UserError, match="--k-range: expected MIN:MAX"):
+        resolve("discover", k_range="2-30")
+    code, _, err = cli(capsys, "discover", "somewhere", "--k-range", "9:3")
+    assert code == 2 and "2 <= MIN <= MAX" in err
+
+
+def test_k_auto_on_a_from_scratch_trunk_is_a_one_line_error(animal_folder, tmp_path, capsys):
+    code, _, err = cli(capsys, "discover", str(animal_folder), "-k", "auto", *TOY, "--project", str(tmp_path))
+    assert code == 2 and "-k auto chooses K on a pretrained trunk" in err and len(err.strip().splitlines()) == 1
+    assert run_folders(tmp_path) == []
+
+
+def test_resume_and_from_reuse_the_chosen_k(animal_folder, tmp_path, capsys, monkeypatch):
+    folder = copy_images(animal_folder, tmp_path / "twelve", 12)
+    project = tmp_path / "runs"
+    ctrl_c_after_step(monkeypatch, 3)
+    code, out, _ = cli(capsys, "discover", str(folder), "-k", "auto", *TOY_PRE, "--project", str(project))
+    assert code == 130 and "-k auto: K=" in out
+    monkeypatch.undo()
+    (run,) = run_folders(project)
+    assert [int(r["k"]) for r in read_csv(run / K_SWEEP_CSV)] == [2, 3, 4, 5, 6]  # clipped: 12 images
+    chosen = json.loads((run / "config.json").read_text())["k"]
+    swept = (run / K_SWEEP_CSV).stat().st_mtime_ns
+    code, out, _ = cli(capsys, "discover", "--resume", str(run))
+    assert code == 0 and "-k auto: K=" not in out.split("resuming")[0]  # no new sweep before training
+    assert f"TUNIT: K={chosen}" in out and (run / K_SWEEP_CSV).stat().st_mtime_ns == swept
+    assert json.loads((run / "summary.json").read_text())["k_auto"]["k"] == chosen
+    child = discover(folder, from_run=str(run), project=str(project), console=QUIET,
+                     **{**TOY_KW, "batch_size": 8, "iters": 4, "warmup_frac": 1.0})
+    assert json.loads((child / "config.json").read_text())["k"] == chosen and not (child / K_SWEEP_CSV).exists()
