@@ -63,6 +63,8 @@ def write_set(data: Path, dataset: str, per_class: int | None) -> Path:
     """The image folder of a benchmark set under `data` (written once; existing PNGs are kept)."""
     if dataset == MIXED:
         return write_mixed(data / MIXED, per_class)
+    if dataset in STYLE_SETS:
+        return write_style_set(dataset, data / dataset)
     return write_demo_images(data / dataset, dataset, per_class)
 
 
@@ -87,7 +89,8 @@ def auto_k_rows(dataset: str, folder: Path, runs: Path, console: Console, reuse:
                 common: dict) -> dict[str, dict]:
     """The -k auto run and the true-K run of one set: K, runner-up, scores and seconds of each."""
     out = {}
-    for k in ("auto", TRUE_K[dataset]):
+    true_k = TRUE_K.get(dataset) or sum(1 for d in folder.iterdir() if d.is_dir())  # style sets: their styles
+    for k in ("auto", true_k):
         name = f"{dataset}-{'auto' if k == 'auto' else f'k{k}'}"
         run = finished_run(runs, name, folder, k) if reuse else None
         seconds = None
@@ -213,8 +216,7 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
         for dataset in datasets:
             if dataset == MIXED:
                 raise click.UsageError("--dataset mixed is for --k auto")
-            folder = (write_style_set(dataset, Path(data or tmp) / dataset) if dataset in STYLE_SETS
-                      else write_demo_images(Path(data or tmp) / dataset, dataset, per_class))
+            folder = write_set(Path(data or tmp), dataset, per_class)
             common["k"] = sum(1 for d in folder.iterdir() if d.is_dir())  # K = the number of classes
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
