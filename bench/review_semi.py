@@ -35,6 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from i2icurate.commands.discover import discover
 from i2icurate.curation.changes import parent_clusters, touched_clusters
 from i2icurate.data.demo import DATASETS, write_demo_images
+from i2icurate.data.domains import EXCLUDE
 from i2icurate.data.labels import folder_labels
 from i2icurate.runs import read_csv, read_json, write_csv
 
@@ -103,13 +104,15 @@ def simulate_reviewer(run: Path, name: str, out: Path, share: float, handful: in
 
 
 def untouched_kept(before: Path, after: Path, labels: list[tuple[str, str]]) -> float | None:
-    """The smallest share of its members that a cluster no label touched kept (None if every cluster was touched)."""
+    """The smallest share of its members that a cluster no label touched kept (None if every cluster was touched).
+    Excluded images left the folder's training set and count as members of nothing; an exclusion touches nothing."""
     old = parent_clusters(before)
     new = {r["path"]: int(r["cluster"]) for r in read_csv(after / "assignments.csv")}
-    touched = touched_clusters(old, dict(labels))
+    given = dict(labels)
+    touched = touched_clusters(old, given)
     shares = []
     for c in sorted(set(old.values()) - touched):
-        members = [p for p, cc in old.items() if cc == c]
+        members = [p for p, cc in old.items() if cc == c and given.get(p) != EXCLUDE]
         shares.append(sum(new[p] == c for p in members) / len(members))
     return min(shares) if shares else None
 
@@ -129,18 +132,20 @@ def untouched_kept(before: Path, after: Path, labels: list[tuple[str, str]]) -> 
 @click.option("--share", type=float, default=0.05, show_default=True, help="Share of images the reviewer corrects.")
 @click.option("--handful", type=int, default=10, show_default=True, help="Images of the split and exclude reviewers.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="discover --threads of every run (default: its own choice).")
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None)
 @click.option("--before", "before_run", type=click.Path(exists=True), default=None,
               help="Use this finished unsupervised discover run (trained with --eval-labels folders) as step 1.")
 def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, reviewers, share, handful, device,
-         project, json_out, before_run) -> None:
+         threads, project, json_out, before_run) -> None:
     """Print ACC before and after semi-supervised retraining for each reviewer, against an unlabelled control."""
     console = Console()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = str(project or Path(tmp) / "runs")
-        common = {"preset": preset, "device": device, "project": runs, "eval_labels": "folders", "console": console}
+        common = {"preset": preset, "device": device, "project": runs, "eval_labels": "folders", "console": console,
+                  "threads": threads}
         if before_run:
             first = Path(before_run)
             folder = Path(read_json(first / "config.json")["source"])
@@ -152,7 +157,8 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
         started = time.perf_counter()
         control = discover(folder, name="control", **again)
         results["control"] = {"scores": read_json(control / "summary.json")["scores"],
-                              "seconds": time.perf_counter() - started, "labelled": 0}
+                              "seconds": time.perf_counter() - started, "labelled": 0,
+                              "untouched_kept": untouched_kept(first, control, [])}  # every cluster, for reference
         for name in reviewers:
             labels = simulate_reviewer(first, name, Path(tmp) / f"{name}.csv", share, handful)
             started = time.perf_counter()

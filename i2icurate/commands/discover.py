@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from i2icurate import __version__
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import reject_options_on_resume, resolve
-from i2icurate.curation.changes import anchor_targets, parent_clusters
+from i2icurate.curation.changes import anchor_targets, corrects_clusters, parent_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
@@ -187,11 +187,14 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tu
 
 
 def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Console) -> np.ndarray | None:
-    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched."""
+    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched
+    (None when the review only excludes images: nothing moves that needs holding)."""
     if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
         return None
-    before = parent_clusters(Path(cfg["from_run"]))
     given = read_labels(run / LABELS_CSV)
+    if not corrects_clusters(given):
+        return None
+    before = parent_clusters(Path(cfg["from_run"]))
     anchors = anchor_targets(before, given, paths)
     held = sorted(set(anchors[anchors >= 0].tolist()))
     console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster in the {len(held)} clusters no "

@@ -3,7 +3,9 @@
 Retraining from a reviewed run (`discover --labels labels.csv --from RUN`) must move what the labels name and little
 else. Every unlabelled image whose parent cluster no label touched (no labelled image in it and no label pointing to
 it) is *anchored*: the heads get a cross-entropy term toward its parent cluster (`--w-anchor`). Touched clusters,
-targets of labels and new clusters stay free to change.
+targets of labels and new clusters stay free to change. An `exclude` only takes its image out of the training set: it
+touches no cluster, and a review made only of exclusions anchors nothing (it moves nothing that needs holding), so
+its retrain is the unlabelled continuation less those images.
 
 After the retrain, `changes.csv` lists every image whose cluster changed (before, after, whether the reviewer labelled
 it), `changes.png` shows the before -> after counts, and the screen gets the per-pair table.
@@ -34,12 +36,20 @@ def parent_clusters(parent: Path) -> dict[str, int]:
     return {row["path"]: int(row["cluster"]) for row in read_csv(parent / "assignments.csv")}
 
 
+def corrects_clusters(given: dict[str, str]) -> bool:
+    """Whether a review does more than exclude images (any label other than `exclude`)."""
+    return any(label != EXCLUDE for label in given.values())
+
+
 def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
-    """Clusters a reviewer touched: those holding a labelled image (any label) and those a label points to."""
-    touched = {before[p] for p in given if p in before}
-    for label in given.values():
+    """Clusters a reviewer touched: those holding an image labelled with anything but `exclude`, and those a label
+    points to. An excluded image leaves the training set without saying anything about its cluster."""
+    touched = set()
+    for path, label in given.items():
         if label == EXCLUDE:
             continue
+        if path in before:
+            touched.add(before[path])
         try:
             touched.add(parse_cluster(label))
         except UserError:
