@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from rich.console import Console
 
-from i2icurate.commands.discover import discover
+from i2icurate.commands.discover import discover, grown_weights
 from i2icurate.curation.changes import (
     CHANGES_CSV,
     CHANGES_PNG,
@@ -20,8 +22,10 @@ from i2icurate.curation.changes import (
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.heads import HeadPhase, scan_loss
+from i2icurate.engines.loop import Interrupted
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.runs import CONFIG_FILE, read_csv, read_json, write_csv
+from tests.cli_helpers import ctrl_c_after_step
 from tests.conftest import TOY_KW
 
 QUIET = Console(quiet=True)
@@ -126,3 +130,48 @@ def test_an_exclude_only_review_retrains_as_the_unlabelled_continuation(pretrain
     rest = [p for p in before if p not in excluded]
     same = sum(mine[p] == theirs[p] for p in rest) / len(rest)
     assert same >= 0.95, same  # same batches and draws as the control, less the excluded images
+
+
+def test_grown_weights_keep_the_parent_rows_and_add_one():
+    parent = {"head.weight": torch.arange(6.0).reshape(3, 2), "head.bias": torch.ones(3),
+              "cont.weight": torch.ones(4, 2)}
+    own = {"head.weight": torch.full((4, 2), -1.0), "head.bias": torch.zeros(4), "cont.weight": torch.zeros(4, 2)}
+    grown = grown_weights(parent, own)
+    assert grown["head.weight"].tolist() == [[0, 1], [2, 3], [4, 5], [-1, -1]]
+    assert grown["head.bias"].tolist() == [1, 1, 1, 0]
+    assert torch.equal(grown["cont.weight"], parent["cont.weight"])  # same shape: the parent's, unchanged
+
+
+def test_new_cluster_labels_form_one_new_cluster(pretrained_run, animal_folder, tmp_path, monkeypatch):
+    before = {r["path"]: int(r["cluster"]) for r in read_csv(pretrained_run / "assignments.csv")}
+    k = read_json(pretrained_run / CONFIG_FILE)["k"]
+    # the reviewer tags six images of the largest cluster's most common class new_cluster
+    source = int(np.bincount(list(before.values())).argmax())
+    members = sorted(p for p, c in before.items() if c == source)
+    cls = max({p.split("/")[0] for p in members}, key=lambda c: sum(p.startswith(c + "/") for p in members))
+    tagged = [p for p in members if p.startswith(cls + "/")][:6]
+    # interrupted half-way, then resumed: the run recorded K+1 and where the new_cluster labels go
+    ctrl_c_after_step(monkeypatch, 150)
+    with pytest.raises(Interrupted):
+        _retrain(pretrained_run, animal_folder, tmp_path, [(p, "new_cluster") for p in tagged], "new", 1.0)
+    monkeypatch.undo()
+    run = tmp_path / "runs" / "discover" / "new1"
+    cfg = read_json(run / CONFIG_FILE)
+    assert cfg["k"] == k + 1 and cfg["lineage"]["new_cluster"] == k
+    assert load_checkpoint(run / LAST)["models"]["E"]["heads.0.weight"].shape[0] == k + 1
+    discover(resume=str(run), console=QUIET)
+
+    after = {r["path"]: int(r["cluster"]) for r in read_csv(run / "assignments.csv")}
+    assert all(after[p] == k for p in tagged)  # the new cluster holds the tagged images
+    assert read_json(run / "summary.json")["k"] == k + 1
+    for cluster in set(range(k)) - {source}:  # every untouched cluster keeps >= 90 % of its members
+        cluster_members = [p for p, c in before.items() if c == cluster]
+        if cluster_members:
+            kept = sum(after[p] == cluster for p in cluster_members) / len(cluster_members)
+            assert kept >= 0.9, (cluster, kept)
+    rows = read_csv(run / CHANGES_CSV)
+    assert {r["path"] for r in rows if r["labelled"] == "yes"} == set(tagged)
+    assert {r["path"] for r in rows if r["after"] == str(k)} == {p for p in before if after[p] == k}
+    # before (K rows) -> after (K+1 columns); count_matrix_png's cells are 34 px, its margins 68 and 94 px
+    with Image.open(run / CHANGES_PNG) as png:
+        assert ((png.width - 68) / 34, (png.height - 94) / 34) == (k + 1, k)

@@ -72,6 +72,15 @@ class HeadPhase:
             head.bias.zero_()
 
     @torch.no_grad()
+    def start_cluster(self, row: int, members: Tensor) -> None:
+        """Start cluster `row` of every head at the mean descriptor of the images `members` ((N,) bool), scaled as
+        the k-means prototypes are (unit length over the temperature), its bias the mean of the other clusters'."""
+        centre = F.normalize(self.desc[0][members.to(self.device)].mean(0), dim=0) / self.cfg["head_temperature"]
+        for head in self.E.heads:
+            head.weight[row] = centre
+            head.bias[row] = torch.cat([head.bias[:row], head.bias[row + 1 :]]).mean()
+
+    @torch.no_grad()
     def prepare(self) -> None:
         """Descriptors of every view with E's current fit, and each image's nearest neighbours."""
         views = []

@@ -195,11 +195,13 @@ class TunitTrainer:
         return [{"params": list(self.E.heads.parameters()), "lr": self.cfg["lr_heads"], "weight_decay": 0.0},
                 {"params": list(self.E.cont.parameters())}]
 
-    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False) -> None:
+    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False,
+                        new_cluster: int | None = None) -> None:
         """Give a pretrained-trunk run its cached trunk features (views, N, dim). `fresh`: no weights were loaded,
         so the descriptor is fitted to this folder and every head starts from its own k-means. `inherited`: the
         weights are another run's (--from), so every head starts as its best head: they all speak the parent's
-        cluster numbers, which the labels and anchors of a review use."""
+        cluster numbers, which the labels and anchors of a review use. `new_cluster`: the cluster the parent did
+        not have; every head's row for it starts at the mean descriptor of the images labelled with it."""
         self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep)
         if inherited:
             best = self.E.heads[int(self.E.best)].state_dict()
@@ -212,6 +214,10 @@ class TunitTrainer:
             self.E_ema.load_state_dict(self.E.state_dict())
         else:
             self.head_phase.prepare()
+        if new_cluster is not None:
+            self.head_phase.start_cluster(new_cluster, self.labels == new_cluster)
+            for ema, head in zip(self.E_ema.heads, self.E.heads, strict=True):
+                ema.load_state_dict(head.state_dict())
 
     def _wrap_for_training(self) -> None:
         """The callables the step trains through: DDP wrappers and compiled modules around the same parameters.
