@@ -7,7 +7,9 @@
    - `split`: only splits the most merged cluster: a handful (`--handful`, 10) of the images of its largest foreign
      class go to that class's cluster;
    - `half`: the lowest-confidence `--share` of the images of half of the clusters only;
-   - `exclude`: marks the `--handful` lowest-confidence images `exclude`.
+   - `exclude`: marks the `--handful` lowest-confidence images `exclude`;
+   - `new`: splits the most merged cluster into a new one: a handful of the images of its largest foreign class are
+     tagged `new_cluster` (the retrain has K+1 clusters; ACC's Hungarian matching takes them all).
 3. `discover --labels labels.csv --from RUN` for `--retrain-iters` iterations per reviewer: ACC after.
 4. Control: the same continuation without labels, so the gain from the labels is separated from the gain from
    training longer. For each reviewer the table gives ACC against the control and the smallest share of its members
@@ -15,6 +17,7 @@
 
     python bench/review_semi.py --dataset mnist-5k                 # CPU, the default plan
     python bench/review_semi.py --before runs/discover/animal-mnist1   # on a finished run
+    python bench/review_semi.py --before runs/discover/animal-mnist1 --reviewer new   # one reviewer only
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from scipy.optimize import linear_sum_assignment
 from i2icurate.commands.discover import discover
 from i2icurate.curation.changes import parent_clusters, touched_clusters
 from i2icurate.data.demo import DATASETS, write_demo_images
+from i2icurate.data.domains import EXCLUDE, NEW_CLUSTER
 from i2icurate.data.labels import folder_labels
 from i2icurate.runs import read_csv, read_json, write_csv
 
@@ -59,8 +63,9 @@ def lowest(rows, truth, clusters, confidence, mapping, share: float = 0.05, hand
     return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen]
 
 
-def split(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
-    """A handful of images of the most merged cluster's largest foreign class, moved to that class's cluster."""
+def most_merged(truth, clusters, confidence, mapping, handful: int) -> tuple[str | None, list[int]]:
+    """The largest foreign class inside any cluster (a class matched to another cluster) and the indices of its
+    `handful` lowest-confidence images in that cluster; (None, []) when every cluster is pure."""
     best = (0, None, None)
     for c in sorted(set(clusters.tolist())):
         foreign = [t for t, cc in zip(truth, clusters, strict=True) if cc == c and mapping[t] != c]
@@ -69,9 +74,20 @@ def split(rows, truth, clusters, confidence, mapping, share: float = 0.05, handf
             best = max(best, (count, c, cls), key=lambda x: x[0])
     _, cluster, cls = best
     if cluster is None:
-        return []
-    members = [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
+        return None, []
+    return cls, [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
+
+
+def split(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
+    """A handful of images of the most merged cluster's largest foreign class, moved to that class's cluster."""
+    cls, members = most_merged(truth, clusters, confidence, mapping, handful)
     return [(rows[i]["path"], f"cluster_{mapping[cls]}") for i in members]
+
+
+def new(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
+    """A handful of images of the most merged cluster's largest foreign class, tagged new_cluster."""
+    _, members = most_merged(truth, clusters, confidence, mapping, handful)
+    return [(rows[i]["path"], NEW_CLUSTER) for i in members]
 
 
 def half(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
@@ -87,7 +103,7 @@ def exclude(rows, truth, clusters, confidence, mapping, share: float = 0.05, han
     return [(rows[i]["path"], "exclude") for i in np.argsort(confidence)[:handful]]
 
 
-REVIEWERS: dict[str, Reviewer] = {"lowest": lowest, "split": split, "half": half, "exclude": exclude}
+REVIEWERS: dict[str, Reviewer] = {"lowest": lowest, "split": split, "half": half, "exclude": exclude, "new": new}
 
 
 def simulate_reviewer(run: Path, name: str, out: Path, share: float, handful: int) -> list[tuple[str, str]]:
@@ -103,15 +119,31 @@ def simulate_reviewer(run: Path, name: str, out: Path, share: float, handful: in
 
 
 def untouched_kept(before: Path, after: Path, labels: list[tuple[str, str]]) -> float | None:
-    """The smallest share of its members that a cluster no label touched kept (None if every cluster was touched)."""
+    """The smallest share of its members that a cluster no label touched kept (None if every cluster was touched).
+    Excluded images left the folder's training set and count as members of nothing; an exclusion touches nothing."""
     old = parent_clusters(before)
     new = {r["path"]: int(r["cluster"]) for r in read_csv(after / "assignments.csv")}
-    touched = touched_clusters(old, dict(labels))
+    given = dict(labels)
+    touched = touched_clusters(old, given)
     shares = []
     for c in sorted(set(old.values()) - touched):
-        members = [p for p, cc in old.items() if cc == c]
+        members = [p for p, cc in old.items() if cc == c and given.get(p) != EXCLUDE]
         shares.append(sum(new[p] == c for p in members) / len(members))
     return min(shares) if shares else None
+
+
+def new_cluster_content(before: Path, after: Path, labels: list[tuple[str, str]]) -> dict | None:
+    """What the cluster formed from new_cluster labels holds after the retrain: its size, how many tagged images
+    it kept, and its largest true class with that class's count (None when no label was new_cluster)."""
+    tagged = {p for p, label in labels if label == NEW_CLUSTER}
+    if not tagged:
+        return None
+    k = read_json(after / "config.json")["lineage"]["new_cluster"]
+    inside = [r["path"] for r in read_csv(after / "assignments.csv") if int(r["cluster"]) == k]
+    truth = folder_labels(inside) if inside else []
+    top = max(set(truth), key=truth.count) if truth else None
+    return {"cluster": k, "size": len(inside), "tagged_inside": len(tagged & set(inside)), "tagged": len(tagged),
+            "top_class": top, "top_class_count": truth.count(top) if top else 0}
 
 
 @click.command()
@@ -127,20 +159,23 @@ def untouched_kept(before: Path, after: Path, labels: list[tuple[str, str]]) -> 
 @click.option("--reviewer", "reviewers", multiple=True, type=click.Choice(tuple(REVIEWERS)), default=tuple(REVIEWERS),
               help="Simulated reviewers (repeatable; default: all).")
 @click.option("--share", type=float, default=0.05, show_default=True, help="Share of images the reviewer corrects.")
-@click.option("--handful", type=int, default=10, show_default=True, help="Images of the split and exclude reviewers.")
+@click.option("--handful", type=int, default=10, show_default=True,
+              help="Images of the split, new and exclude reviewers.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="discover --threads of every run (default: its own choice).")
 @click.option("--project", default=None, help="Keep the runs here (default: a temporary folder).")
 @click.option("--json-out", type=click.Path(), default=None)
 @click.option("--before", "before_run", type=click.Path(exists=True), default=None,
               help="Use this finished unsupervised discover run (trained with --eval-labels folders) as step 1.")
 def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, reviewers, share, handful, device,
-         project, json_out, before_run) -> None:
+         threads, project, json_out, before_run) -> None:
     """Print ACC before and after semi-supervised retraining for each reviewer, against an unlabelled control."""
     console = Console()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = str(project or Path(tmp) / "runs")
-        common = {"preset": preset, "device": device, "project": runs, "eval_labels": "folders", "console": console}
+        common = {"preset": preset, "device": device, "project": runs, "eval_labels": "folders", "console": console,
+                  "threads": threads}
         if before_run:
             first = Path(before_run)
             folder = Path(read_json(first / "config.json")["source"])
@@ -152,14 +187,16 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
         started = time.perf_counter()
         control = discover(folder, name="control", **again)
         results["control"] = {"scores": read_json(control / "summary.json")["scores"],
-                              "seconds": time.perf_counter() - started, "labelled": 0}
+                              "seconds": time.perf_counter() - started, "labelled": 0,
+                              "untouched_kept": untouched_kept(first, control, [])}  # every cluster, for reference
         for name in reviewers:
             labels = simulate_reviewer(first, name, Path(tmp) / f"{name}.csv", share, handful)
             started = time.perf_counter()
             semi = discover(folder, labels=str(Path(tmp) / f"{name}.csv"), name=f"semi-{name}", **again)
             results[name] = {"scores": read_json(semi / "summary.json")["scores"], "labelled": len(labels),
                              "seconds": time.perf_counter() - started, "untouched_kept": untouched_kept(first, semi,
-                                                                                                       labels)}
+                                                                                                       labels),
+                             "new_cluster": new_cluster_content(first, semi, labels)}
         before = read_json(first / "summary.json")["scores"]
     table = Table(title=f"{dataset}: ACC before {before['acc']:.3f}; retrain {retrain_iters} iterations per reviewer")
     for col in ("reviewer", "labels", "ACC", "vs control", "NMI", "untouched clusters kept (min)", "seconds"):
@@ -171,6 +208,12 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
         table.add_row(name, str(r["labelled"]), f"{s['acc']:.3f}", f"{100 * (s['acc'] - control_acc):+.1f}",
                       f"{s['nmi']:.3f}", "-" if kept is None else f"{100 * kept:.1f} %", f"{r['seconds']:.0f}")
     console.print(table)
+    for name, r in results.items():
+        grown = r.get("new_cluster")
+        if grown:
+            console.print(f"{name}: new cluster {grown['cluster']} holds {grown['size']} images, "
+                          f"{grown['tagged_inside']} of the {grown['tagged']} tagged; {grown['top_class_count']} "
+                          f"of them are {grown['top_class']}")
     if json_out:
         Path(json_out).write_text(json.dumps({"before": before, "results": results}, indent=2))
 

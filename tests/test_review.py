@@ -276,12 +276,22 @@ def test_review_edits_then_sync_appends_exactly_the_changes(fo, built, run, toy_
     source = json.loads((run / "config.json").read_text())["source"]
     shutil.copyfile(toy_discover_run / "last.pt", run / "last.pt")  # the private copy left the weights out
     toy = {k: v for k, v in TOY_DISCOVER.items() if k != "preset"}
-    retrained = discover(source, labels=str(run / "labels.csv"), from_run=str(run), iters=4, console=QUIET,
+    # this toy run trains the from-scratch VGG-11, which cannot grow the cluster the new_cluster labels ask for
+    with pytest.raises(UserError, match="new_cluster labels need a run on a pretrained trunk"):
+        discover(source, labels=str(run / "labels.csv"), from_run=str(run), iters=4, console=QUIET,
+                 project=str(run.parent / "retrain"), **toy)
+    assert not (run.parent / "retrain").exists()  # refused before any run folder was made
+    # without those rows the synced labels drive the retrain
+    kept = run.parent / "kept.csv"
+    write_csv(kept, ["path", "label", "source", "time"],
+              [list(r.values()) for r in rows if r["label"] != "new_cluster"])
+    retrained = discover(source, labels=str(kept), from_run=str(run), iters=4, console=QUIET,
                          project=str(run.parent / "retrain"), **toy)
-    assert (retrained / "labels.csv").read_bytes() == text  # the labels round-trip exactly into the new run
+    assert (retrained / "labels.csv").read_bytes() == kept.read_bytes()  # the labels round-trip into the new run
     lineage = json.loads((retrained / "config.json").read_text())["lineage"]
-    assert lineage == {"from_run": str(run.resolve()), "labels": str((run / "labels.csv").resolve())}
-    assert human_labels(retrained) == human_labels(run)
+    assert lineage == {"from_run": str(run.resolve()), "labels": str(kept.resolve())}
+    assert human_labels(retrained) == {p: label for p, label in human_labels(run).items() if p not in
+                                       (paths[0], paths[11])} | {paths[0]: "cluster_9"}
 
 
 def test_review_command_builds_then_serves_the_app_until_ctrl_c(fo, built, run, monkeypatch):

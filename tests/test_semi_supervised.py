@@ -20,7 +20,7 @@ QUIET = Console(quiet=True)
 
 
 def _labels_file(run, tmp_path):
-    """A reviewer's labels: 3 images per class -> the class index as cluster, 5 excluded, 2 new clusters."""
+    """A reviewer's labels: 3 images per class -> the class index as cluster, 5 excluded."""
     paths = [r["path"] for r in read_csv(run / "images.csv")]
     rows, excluded = [], []
     for cls, name in enumerate(ANIMAL_CLASSES):
@@ -29,7 +29,6 @@ def _labels_file(run, tmp_path):
         if cls < 5:
             excluded.append(members[3])
     rows += [(p, "exclude", "human", "2026-11-23T07:00:00") for p in excluded]
-    rows += [(p, "new_cluster", "human", "2026-11-23T07:00:00") for p in paths[-2:]]
     write_csv(tmp_path / "labels.csv", ["path", "label", "source", "time"], rows)
     return tmp_path / "labels.csv", excluded
 
@@ -70,6 +69,13 @@ def test_bad_labels_and_mismatched_parent_are_one_line_errors(toy_discover_run, 
     with pytest.raises(UserError, match="this run has clusters 0..9"):
         discover(animal_folder, labels=str(bad), from_run=str(toy_discover_run), iters=2,
                  project=str(tmp_path / "r"), console=QUIET, workers=1)
+    new = tmp_path / "new.csv"
+    write_csv(new, ["path", "label"], [("bear/bear_0000.png", "new_cluster")])
+    with pytest.raises(UserError, match="new_cluster labels need a run on a pretrained trunk: .* vgg11"):
+        discover(animal_folder, labels=str(new), from_run=str(toy_discover_run), iters=2,
+                 project=str(tmp_path / "r"), console=QUIET, workers=1)
+    with pytest.raises(UserError, match="only in a retrain from the reviewed run"):
+        discover(animal_folder, labels=str(new), iters=2, project=str(tmp_path / "r"), console=QUIET, workers=1)
     with pytest.raises(UserError, match="do not match this run's options"):
         discover(animal_folder, from_run=str(toy_discover_run), style_dim=16, iters=2, project=str(tmp_path / "r"),
                  console=QUIET, workers=1)

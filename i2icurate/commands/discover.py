@@ -17,9 +17,9 @@ from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import AUTO, reject_options_on_resume, resolve
-from i2icurate.curation.changes import anchor_targets, parent_clusters
+from i2icurate.curation.changes import anchor_targets, corrects_clusters, parent_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
-from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
+from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
 from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
@@ -127,7 +127,7 @@ def check_batch_split(batch_size: int, world: int) -> None:
 
 def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
                world: int = 1) -> tuple[Path, dict[str, Any], ScanResult]:
-    parent = None
+    parent, parent_cfg, asked_k, given = None, {}, options.get("k"), {}
     if options.get("from_run"):
         parent = open_run(options["from_run"])
         parent_cfg = read_json(parent / CONFIG_FILE)
@@ -136,7 +136,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         options["from_run"] = str(parent.resolve())
     if options.get("labels"):
         options["labels"] = str(Path(options["labels"]).expanduser().resolve())
-        read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
+        given = read_labels(Path(options["labels"]))  # a missing or malformed file fails before anything is created
     plan = scan = None
     if preset is None:  # the plan depends on the folder's size: scan it once, here
         scan = scan_folder(check_source(source, options.get("project") or "runs"))
@@ -150,11 +150,17 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
                         "from scratch, so give -k N (or drop --backbone/--preset for the default trunk)")
     if uses_pretrained_trunk(cfg):
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
+    new_cluster = None
+    if NEW_CLUSTER in given.values():
+        new_cluster = new_cluster_index(cfg, parent, parent_cfg, asked_k)
+        cfg["k"] = new_cluster + 1
     check_batch_split(cfg["batch_size"], world)
     root = check_source(source, cfg["project"])
     scan = check_candidates(root, cfg["k"], scan)  # before the run folder exists: a wrong folder leaves nothing behind
     run = new_run_dir(cfg["project"], "discover", cfg["name"])
     lineage = {"from_run": cfg["from_run"] or None, "labels": cfg["labels"] or None}
+    if new_cluster is not None:  # the cluster the new_cluster labels train toward (also on --resume)
+        lineage["new_cluster"] = new_cluster
     meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,
             "created": dt.datetime.now().isoformat(timespec="seconds"), "resumed": [], "lineage": lineage}
     cfg = {**meta, **cfg}
@@ -165,8 +171,29 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     return run, cfg, scan
 
 
-def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tuple[np.ndarray | None, np.ndarray]:
-    """Per cached image: its human cluster (-1 = unlabelled), and the indices to train on (excluded ones left out)."""
+def new_cluster_index(cfg: dict[str, Any], parent: Path | None, parent_cfg: dict[str, Any],
+                      asked_k: int | None) -> int:
+    """The cluster `new_cluster` labels form: K of a retrain --from a K-cluster run on a pretrained trunk, which
+    then has K+1 clusters. Any other run with such labels is a one-line error."""
+    if parent is None:
+        raise UserError("the labels file has new_cluster labels: they form a new cluster only in a retrain from the "
+                        "reviewed run (add --from RUN)")
+    if not uses_pretrained_trunk(cfg):
+        raise UserError(f"new_cluster labels need a run on a pretrained trunk: {parent} uses the from-scratch "
+                        f"{cfg.get('backbone', SCRATCH)} guiding network, which cannot grow a cluster (label those "
+                        "images cluster_N or exclude, or retrain from a run with the default --backbone)")
+    k = int(parent_cfg["k"])
+    if asked_k is not None and asked_k not in (k, k + 1):
+        raise UserError(f"-k {asked_k}: new_cluster labels add one cluster to the {k} of {parent}, so the retrain "
+                        f"has {k + 1}; leave -k out")
+    return k
+
+
+def training_labels(run: Path, paths: list[str], k: int, console: Console,
+                    new_cluster: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """Per cached image: its human cluster (-1 = unlabelled), and the indices to train on (excluded ones left out).
+    `new_cluster`: the cluster `new_cluster` labels train toward (None: they train unlabelled, as in runs made
+    before new clusters could form)."""
     pool = np.arange(len(paths))
     if not (run / LABELS_CSV).is_file():
         return None, pool
@@ -180,10 +207,13 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tu
         if label == EXCLUDE:
             excluded.append(i)
             continue
+        if label == NEW_CLUSTER and new_cluster is not None:
+            labels[i] = new_cluster
+            continue
         try:
             cluster = parse_cluster(label)
         except UserError:
-            other += 1  # e.g. new_cluster: no class of this run to supervise, so it trains unlabelled
+            other += 1  # a label naming no cluster of this run: it trains unlabelled
             continue
         if cluster >= k:
             raise UserError(f"{path} is labelled {label}, but this run has clusters 0..{k - 1}")
@@ -199,11 +229,14 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console) -> tu
 
 
 def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Console) -> np.ndarray | None:
-    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched."""
+    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched
+    (None when the review only excludes images: nothing moves that needs holding)."""
     if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
         return None
-    before = parent_clusters(Path(cfg["from_run"]))
     given = read_labels(run / LABELS_CSV)
+    if not corrects_clusters(given):
+        return None
+    before = parent_clusters(Path(cfg["from_run"]))
     anchors = anchor_targets(before, given, paths)
     held = sorted(set(anchors[anchors >= 0].tolist()))
     console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster in the {len(held)} clusters no "
@@ -211,11 +244,26 @@ def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Co
     return anchors
 
 
-def _load_parent_weights(trainer: TunitTrainer, parent: Path) -> None:
+def grown_weights(weights: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A K-cluster run's weights for a network with K+1 clusters: every per-cluster output (class heads, the
+    discriminator's domain outputs) takes the K rows it has; the new last row keeps `own`'s."""
+    out = {}
+    for key, value in weights.items():
+        mine = own.get(key)
+        if (mine is not None and mine.dim() and value.dim() and mine.shape[0] == value.shape[0] + 1
+                and mine.shape[1:] == value.shape[1:]):
+            value = torch.cat([value, mine[value.shape[0]:].to(value.device, value.dtype)])
+        out[key] = value
+    return out
+
+
+def _load_parent_weights(trainer: TunitTrainer, parent: Path, grow: bool = False) -> None:
+    """The --from run's networks; `grow`: this run has one cluster more (new_cluster labels)."""
     state = load_checkpoint(parent / LAST)
     try:
         for name, weights in state["models"].items():
-            getattr(trainer, name).load_state_dict(weights)
+            net = getattr(trainer, name)
+            net.load_state_dict(grown_weights(weights, net.state_dict()) if grow else weights)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise UserError(f"--from {parent}: its networks do not match this run's options ({first})") from None
@@ -332,13 +380,16 @@ def discover(
         if cfg["k"] == AUTO:  # chosen once; config.json then holds the number, which --resume and --from reuse
             sweep_device = resolve_device(device_name if dist.enabled else cfg["device"])
             cfg = run_on_main_and_share(dist, lambda: _auto_k(run, cfg, images, paths, sweep_device, console))
-        labels, pool = training_labels(run, paths, cfg["k"], console)
+        new_cluster = (cfg.get("lineage") or {}).get("new_cluster")
+        labels, pool = training_labels(run, paths, cfg["k"], console, new_cluster)
         if cfg["batch_size"] > len(pool):  # a labels file excluded images
             fits = len(pool) - len(pool) % dist.world
             console.print(f"[yellow]batch size {cfg['batch_size']} > {len(pool)} images left: using {fits}[/]")
             cfg["batch_size"] = fits
             if dist.is_main:
                 write_json(run / CONFIG_FILE, cfg)
+        if new_cluster is not None and not bool((labels == new_cluster).any()):
+            raise UserError("no image of this folder is labelled new_cluster: the new cluster would have no members")
         anchors = review_anchors(run, cfg, paths, console)
         trainer = TunitTrainer(cfg, images, labels, pool, dist=dist,
                                device=resolve_device(device_name) if dist.enabled else None, anchors=anchors)
@@ -347,7 +398,7 @@ def discover(
             trainer.load_state_dict(load_checkpoint(run / LAST))
             console.print(f"resuming from iteration {trainer.step_count}")
         elif cfg.get("from_run"):
-            _load_parent_weights(trainer, Path(cfg["from_run"]))
+            _load_parent_weights(trainer, Path(cfg["from_run"]), grow=new_cluster is not None)
             console.print(f"starting from the weights of {escape(cfg['from_run'])}")
             inherited = True
         else:
@@ -355,7 +406,11 @@ def discover(
         if trainer.pretrained:
             run_on_main_and_share(dist, lambda: _trunk_features(cfg, trainer.E.trunk, trainer.device, run, images,
                                                                 console))
-            trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited)
+            trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited,
+                                    new_cluster=new_cluster if inherited else None)
+            if inherited and new_cluster is not None:
+                console.print(f"new cluster {new_cluster} formed from the {int((labels == new_cluster).sum())} "
+                              f"images labelled new_cluster (K {new_cluster} -> {cfg['k']})")
         trunk = f"{cfg['backbone']} trunk, " if trainer.pretrained else ""
         console.print(
             f"TUNIT: K={cfg['k']}, {trunk}{cfg['img_size']} px, batch {cfg['batch_size']}, {cfg['iters']} iterations "

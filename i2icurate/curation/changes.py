@@ -3,10 +3,14 @@
 Retraining from a reviewed run (`discover --labels labels.csv --from RUN`) must move what the labels name and little
 else. Every unlabelled image whose parent cluster no label touched (no labelled image in it and no label pointing to
 it) is *anchored*: the heads get a cross-entropy term toward its parent cluster (`--w-anchor`). Touched clusters,
-targets of labels and new clusters stay free to change.
+targets of labels and new clusters stay free to change. An `exclude` only takes its image out of the training set: it
+touches no cluster, and a review made only of exclusions anchors nothing (it moves nothing that needs holding), so
+its retrain is the unlabelled continuation less those images. `new_cluster` labels touch the clusters their images
+are in; the retrain gets one cluster more (K), which they train toward.
 
 After the retrain, `changes.csv` lists every image whose cluster changed (before, after, whether the reviewer labelled
-it), `changes.png` shows the before -> after counts, and the screen gets the per-pair table.
+it), `changes.png` shows the before -> after counts (K rows, K+1 columns when a new cluster formed), and the screen
+gets the per-pair table.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from rich.table import Table
 from i2icurate.data.domains import EXCLUDE, parse_cluster
 from i2icurate.errors import UserError
 from i2icurate.export.visuals import count_matrix_png
-from i2icurate.runs import read_csv, write_csv
+from i2icurate.runs import CONFIG_FILE, read_csv, read_json, write_csv
 
 CHANGES_CSV = "changes.csv"
 CHANGES_PNG = "changes.png"
@@ -34,12 +38,20 @@ def parent_clusters(parent: Path) -> dict[str, int]:
     return {row["path"]: int(row["cluster"]) for row in read_csv(parent / "assignments.csv")}
 
 
+def corrects_clusters(given: dict[str, str]) -> bool:
+    """Whether a review does more than exclude images (any label other than `exclude`)."""
+    return any(label != EXCLUDE for label in given.values())
+
+
 def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
-    """Clusters a reviewer touched: those holding a labelled image (any label) and those a label points to."""
-    touched = {before[p] for p in given if p in before}
-    for label in given.values():
+    """Clusters a reviewer touched: those holding an image labelled with anything but `exclude`, and those a label
+    points to. An excluded image leaves the training set without saying anything about its cluster."""
+    touched = set()
+    for path, label in given.items():
         if label == EXCLUDE:
             continue
+        if path in before:
+            touched.add(before[path])
         try:
             touched.add(parse_cluster(label))
         except UserError:
@@ -70,24 +82,27 @@ def moved_images(before: dict[str, int], after: list[dict[str, str]], given: dic
 
 
 def write_changes(run: Path, parent: Path, given: dict[str, str], k: int, console: Console) -> list[list]:
-    """changes.csv, changes.png and the screen table of a retrained run against its parent; returns the rows."""
+    """changes.csv, changes.png and the screen table of a retrained run (`k` clusters) against its parent; returns
+    the rows. Clusters the parent did not have (a new cluster) are marked "(new)" on screen."""
     before = parent_clusters(parent)
     after = read_csv(run / "assignments.csv")
     rows = moved_images(before, after, given)
     write_csv(run / CHANGES_CSV, ["path", "before", "after", "labelled", "label"], rows)
-    _changes_png(run / CHANGES_PNG, before, after, k)
+    k_before = int(read_json(parent / CONFIG_FILE).get("k", k))
+    _changes_png(run / CHANGES_PNG, before, after, k_before, k)
     pairs = Counter((r[1], r[2], r[3]) for r in rows)
     table = Table(title=f"what changed since {parent.name}: {len(rows)} of {len(after)} images moved")
     for col in ("from", "to", "labelled by the reviewer", "moved on their own"):
         table.add_column(col, justify="right")
     for a, b in sorted({(a, b) for a, b, _ in pairs}):
-        table.add_row(str(a), str(b), str(pairs[(a, b, "yes")]), str(pairs[(a, b, "no")]))
+        table.add_row(str(a), f"{b} (new)" if b >= k_before else str(b), str(pairs[(a, b, "yes")]),
+                      str(pairs[(a, b, "no")]))
     console.print(table)
     return rows
 
 
-def _changes_png(path: Path, before: dict[str, int], after: list[dict[str, str]], k: int) -> None:
-    counts = np.zeros((k, k), dtype=np.int64)
+def _changes_png(path: Path, before: dict[str, int], after: list[dict[str, str]], k_before: int, k: int) -> None:
+    counts = np.zeros((k_before, k), dtype=np.int64)
     for row in after:
         if row["path"] in before:
             counts[before[row["path"]], int(row["cluster"])] += 1

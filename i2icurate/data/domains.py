@@ -12,6 +12,7 @@ from i2icurate.runs import read_csv
 
 LABELS_CSV = "labels.csv"
 EXCLUDE = "exclude"
+NEW_CLUSTER = "new_cluster"  # images of none of the clusters: a retrain --from their run gives them one new cluster
 
 
 def parse_cluster(value: str | int) -> int:

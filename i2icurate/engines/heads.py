@@ -45,10 +45,13 @@ class HeadPhase:
     """Holds the descriptors (views, N, D) and neighbour lists of a run, and trains E's heads on them."""
 
     def __init__(self, guiding: torch.nn.Module, content: np.ndarray, style: np.ndarray, cfg: dict[str, Any],
-                 device: torch.device, chunk: int = 8192) -> None:
+                 device: torch.device, chunk: int = 8192, keep: Tensor | None = None) -> None:
+        """`keep`: optional (N,) bool, False for images a reviewer excluded: they stay in the descriptor space, but no
+        loss term (as an image or as a neighbour) and no head score reads them."""
         self.E, self.cfg, self.device = guiding, cfg, device
         self.content, self.style = content, style
         self.chunk = chunk
+        self.keep = None if keep is None else keep.to(device)
         self.desc: Tensor | None = None
         self.nbrs: Tensor | None = None
 
@@ -84,6 +87,15 @@ class HeadPhase:
         return torch.cat(rows)
 
     @torch.no_grad()
+    def start_cluster(self, row: int, members: Tensor) -> None:
+        """Start cluster `row` of every head at the mean descriptor of the images `members` ((N,) bool), scaled as
+        the k-means prototypes are (unit length over the temperature), its bias the mean of the other clusters'."""
+        centre = F.normalize(self.desc[0][members.to(self.device)].mean(0), dim=0) / self.cfg["head_temperature"]
+        for head in self.E.heads:
+            head.weight[row] = centre
+            head.bias[row] = torch.cat([head.bias[:row], head.bias[row + 1 :]]).mean()
+
+    @torch.no_grad()
     def prepare(self) -> None:
         """Descriptors of every view with E's current fit, and each image's nearest neighbours."""
         self.desc = torch.stack([self.descriptors(v) for v in range(self.content.shape[0])])
@@ -99,6 +111,10 @@ class HeadPhase:
         va = torch.randint(n_views, (b,), generator=gen, device=self.device)
         vb = torch.randint(n_views, (b,), generator=gen, device=self.device)
         x_a, x_b = self.desc[va, idx], self.desc[vb, nbr]
+        if self.keep is not None:  # drop the pairs with an excluded image; the others are the ones drawn without it
+            kept = self.keep[idx] & self.keep[nbr]
+            if not bool(kept.all()):
+                idx, x_a, x_b = idx[kept], x_a[kept], x_b[kept]
         total = x_a.new_zeros(())
         cons, ent, sup = 0.0, 0.0, None
         known = self._targets(labels, idx)
@@ -141,19 +157,23 @@ class HeadPhase:
 
     @torch.no_grad()
     def head_scores(self) -> list[float]:
-        """Each head's SCAN loss over the whole folder (first view, all neighbours)."""
+        """Each head's SCAN loss over the whole folder (first view, all neighbours), excluded images left out."""
         scores = []
         desc = self.desc[0]
+        rows = torch.arange(len(desc), device=desc.device)
+        if self.keep is not None:
+            rows = rows[self.keep]
         for head in self.E.heads:
             total = 0.0
             probs = F.softmax(head(desc), 1)
-            for start in range(0, len(desc), self.chunk):
-                p = probs[start : start + self.chunk]
-                q = probs[self.nbrs[start : start + self.chunk]]  # (b, knn, K)
+            for start in range(0, len(rows), self.chunk):
+                chunk = rows[start : start + self.chunk]
+                p = probs[chunk]
+                q = probs[self.nbrs[chunk]]  # (b, knn, K)
                 total += -torch.log((p[:, None, :] * q).sum(-1).clamp_min(1e-7)).mean(1).sum().item()
-            mean = probs.mean(0)
+            mean = probs[rows].mean(0)
             neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum().item()
-            scores.append(total / len(desc) + self.cfg["w_entropy"] * neg_entropy)
+            scores.append(total / len(rows) + self.cfg["w_entropy"] * neg_entropy)
         return scores
 
     @torch.no_grad()

@@ -115,6 +115,13 @@ def phase_steps(cfg: dict[str, Any]) -> tuple[int, int]:
     return warmup, min(cfg["iters"], warmup + int(round(cfg["ema_g_delay"] * cfg["iters"])))
 
 
+def _mask(n: int, pool: np.ndarray) -> torch.Tensor:
+    """(n,) bool: True for the indices in `pool`."""
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[torch.as_tensor(pool, dtype=torch.long)] = True
+    return keep
+
+
 def make_sampler(n: int, batch_size: int, seed: int, labels: np.ndarray | None,
                  pool: np.ndarray | None) -> EpochSampler | MixedSampler:
     """Plain epochs over `pool`, or, with labels, a quarter of every batch (at least one) from the labelled images."""
@@ -174,8 +181,11 @@ class TunitTrainer:
         self.step_count = 0
         self._preview: torch.Tensor | None = None
         self.head_phase: HeadPhase | None = None
+        self.keep = None if pool is None or len(pool) == len(images) else _mask(len(images), pool)
         if self.pretrained:  # the heads train on cached features, in batches of their own
-            self.head_sampler = make_sampler(len(images), cfg["head_batch"], cfg["seed"] + 3, labels, pool)
+            # drawn over the whole folder, as a run without exclusions draws them; excluded images are masked out of
+            # the losses, so an exclusion changes nothing else (same batches, same random draws)
+            self.head_sampler = make_sampler(len(images), cfg["head_batch"], cfg["seed"] + 3, labels, None)
             self.head_gen = torch.Generator(device=self.device).manual_seed(cfg["seed"] + 4)
 
     def _guiding_param_groups(self) -> list[dict[str, Any]]:
@@ -185,12 +195,14 @@ class TunitTrainer:
         return [{"params": list(self.E.heads.parameters()), "lr": self.cfg["lr_heads"], "weight_decay": 0.0},
                 {"params": list(self.E.cont.parameters())}]
 
-    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False) -> None:
+    def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False,
+                        new_cluster: int | None = None) -> None:
         """Give a pretrained-trunk run its cached trunk features (views, N, dim). `fresh`: no weights were loaded,
         so the descriptor is fitted to this folder and every head starts from its own k-means. `inherited`: the
         weights are another run's (--from), so every head starts as its best head: they all speak the parent's
-        cluster numbers, which the labels and anchors of a review use."""
-        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device)
+        cluster numbers, which the labels and anchors of a review use. `new_cluster`: the cluster the parent did
+        not have; every head's row for it starts at the mean descriptor of the images labelled with it."""
+        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep)
         if inherited:
             best = self.E.heads[int(self.E.best)].state_dict()
             for net in (self.E, self.E_ema):
@@ -202,6 +214,10 @@ class TunitTrainer:
             self.E_ema.load_state_dict(self.E.state_dict())
         else:
             self.head_phase.prepare()
+        if new_cluster is not None:
+            self.head_phase.start_cluster(new_cluster, self.labels == new_cluster)
+            for ema, head in zip(self.E_ema.heads, self.E.heads, strict=True):
+                ema.load_state_dict(head.state_dict())
 
     def _wrap_for_training(self) -> None:
         """The callables the step trains through: DDP wrappers and compiled modules around the same parameters.
@@ -323,6 +339,9 @@ class TunitTrainer:
         idx = torch.from_numpy(self.head_sampler.next_indices()).to(self.device)
         loss, out = phase.losses(idx, self.head_gen, self.labels, self.anchors)
         query, key_view = phase.style_views(idx, self.head_gen)
+        if self.keep is not None:  # excluded images train no style either
+            kept = self.keep[idx.cpu()].to(self.device)
+            query, key_view = query[kept], key_view[kept]
         styles = self.E.cont(query)
         with torch.no_grad():
             keys = self.E_ema.cont(key_view)
