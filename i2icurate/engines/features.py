@@ -1,7 +1,10 @@
 """The frozen trunk's features of every image, computed once per run and kept in the run folder.
 
 Two views per image (as decoded, and mirrored) are passed through the trunk; the raw (content, style statistics)
-outputs are stored as float16 `.npy` files written atomically, so a resumed run reads them instead of recomputing.
+outputs are stored as float32 `.npy` files written atomically, so a resumed run reads them instead of recomputing.
+Not float16: some channel means vary little over a folder against their size, and float16 rounding errs by up to
+400 times that spread; the standardised descriptor then differed enough that 8.5 % of MNIST-5k images changed
+cluster between the heads (trained on the cache) and the export (which runs the trunk in float32).
 The clustering heads then train on these features alone, which costs seconds rather than trunk passes.
 """
 
@@ -35,12 +38,12 @@ def compute_features(
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(content (VIEWS, N, Dc), style (VIEWS, N, Ds)) float16 of (N, S, S, 3) uint8 images."""
+    """(content (VIEWS, N, Dc), style (VIEWS, N, Ds)) float32 of (N, S, S, 3) uint8 images."""
     n = len(images)
     channels_last = True  # the trunk's own format (Backbone.freeze): faster for depthwise convolutions
     trunk.to(device).eval()
-    content = np.empty((VIEWS, n, trunk.content_dim), dtype=np.float16)
-    style = np.empty((VIEWS, n, trunk.style_dim), dtype=np.float16)
+    content = np.empty((VIEWS, n, trunk.content_dim), dtype=np.float32)
+    style = np.empty((VIEWS, n, trunk.style_dim), dtype=np.float32)
     spans = row_spans(n, batch_size)
     for done, (start, stop) in enumerate(spans, 1):
         x = _to_input(images[start:stop], device, channels_last)
