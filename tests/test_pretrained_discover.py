@@ -130,6 +130,6 @@ def test_export_assigns_what_the_heads_learned_on_the_cached_features(pretrained
     guiding = build_guiding(cfg)
     guiding.load_state_dict(load_checkpoint(pretrained_run / "last.pt")["models"]["E_ema"])
     with torch.no_grad():
-        desc = guiding.describe(torch.from_numpy(content[0]), torch.from_numpy(style[0]))
+        desc = guiding.describe(torch.from_numpy(np.array(content[0])), torch.from_numpy(np.array(style[0])))
         learned = guiding.heads[int(guiding.best)](desc).argmax(1).numpy()
     assert (learned == exported).mean() >= 0.99

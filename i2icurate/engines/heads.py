@@ -81,8 +81,8 @@ class HeadPhase:
         """The descriptors (N, D) of one view of every image, with E's current fit."""
         rows = []
         for start in range(0, self.content.shape[1], self.chunk):
-            c = torch.from_numpy(np.asarray(self.content[view, start : start + self.chunk], dtype=np.float32))
-            s = torch.from_numpy(np.asarray(self.style[view, start : start + self.chunk], dtype=np.float32))
+            c = torch.from_numpy(np.array(self.content[view, start : start + self.chunk], dtype=np.float32))
+            s = torch.from_numpy(np.array(self.style[view, start : start + self.chunk], dtype=np.float32))
             rows.append(self.E.describe(c.to(self.device), s.to(self.device)))
         return torch.cat(rows)
 
