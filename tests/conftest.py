@@ -6,10 +6,21 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from i2icurate.data.demo import write_demo_images
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one thread is as fast as two and does not fight other jobs on a busy machine (the process-wide
+    count is restored afterwards). Modules of toy-model tests use it with `pytest.mark.usefixtures`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

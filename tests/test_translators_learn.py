@@ -23,13 +23,7 @@ from i2icurate.translators import srunit, ugatit
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is as fast as two and does not fight other jobs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: toy networks on one thread
 
 
 def _domain(images: np.ndarray, labels: np.ndarray, names: tuple[str, ...], name: str, n: int) -> np.ndarray:

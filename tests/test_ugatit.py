@@ -18,14 +18,7 @@ from i2icurate.models.ugatit import ILN, AdaILN, Discriminator, ResnetGenerator,
 from i2icurate.models.ugatit.losses import cam_loss, d_loss, g_adv_loss, lsgan
 from i2icurate.translators import ugatit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two and does not slow to a crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: toy networks on one thread
 
 
 def _count(module: torch.nn.Module) -> int:
