@@ -8,8 +8,10 @@
      class go to that class's cluster;
    - `half`: the lowest-confidence `--share` of the images of half of the clusters only;
    - `exclude`: marks the `--handful` lowest-confidence images `exclude`;
-   - `new`: splits the most merged cluster into a new one: a handful of the images of its largest foreign class are
-     tagged `new_cluster` (the retrain has K+1 clusters; ACC's Hungarian matching takes them all).
+   - `new`: gives a class that leads no cluster (the largest class that is the majority of none) a cluster of its
+     own: a handful of its images, from the cluster holding most of it, are tagged `new_cluster` (the retrain has
+     K+1 clusters; ACC's Hungarian matching takes them all). When every class already leads a cluster, a reviewer
+     would move images to that cluster instead (that is `split`), so `new` is skipped and the reason recorded.
 3. `discover --labels labels.csv --from RUN` for `--retrain-iters` iterations per reviewer: ACC after.
 4. Control: the same continuation without labels, so the gain from the labels is separated from the gain from
    training longer. For each reviewer the table gives ACC against the control and the smallest share of its members
@@ -84,10 +86,33 @@ def split(rows, truth, clusters, confidence, mapping, share: float = 0.05, handf
     return [(rows[i]["path"], f"cluster_{mapping[cls]}") for i in members]
 
 
+def leaderless_class(truth, clusters) -> tuple[str | None, int | None]:
+    """The largest class that is the majority of no cluster, and the cluster holding most of it ((None, None) when
+    every class leads a cluster)."""
+    leaders = set()
+    for c in set(clusters.tolist()):
+        inside = [t for t, cc in zip(truth, clusters, strict=True) if cc == c]
+        leaders.add(max(set(inside), key=lambda t: (inside.count(t), t)))
+    orphans = sorted(set(truth) - leaders, key=lambda t: (-truth.count(t), t))
+    if not orphans:
+        return None, None
+    cls = orphans[0]
+    where = [int(cc) for t, cc in zip(truth, clusters, strict=True) if t == cls]
+    return cls, max(set(where), key=where.count)
+
+
 def new(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
-    """A handful of images of the most merged cluster's largest foreign class, tagged new_cluster."""
-    _, members = most_merged(truth, clusters, confidence, mapping, handful)
+    """A handful of the lowest-confidence images of a class that leads no cluster, from the cluster holding most of
+    it, tagged new_cluster; none when every class leads a cluster."""
+    cls, cluster = leaderless_class(truth, clusters)
+    if cls is None:
+        return []
+    members = [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
     return [(rows[i]["path"], NEW_CLUSTER) for i in members]
+
+
+SKIP_REASON = {"new": "every class already leads a cluster: a reviewer moves its strays there (the split reviewer)",
+               "split": "every cluster is pure"}
 
 
 def half(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
@@ -191,6 +216,9 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
                               "untouched_kept": untouched_kept(first, control, [])}  # every cluster, for reference
         for name in reviewers:
             labels = simulate_reviewer(first, name, Path(tmp) / f"{name}.csv", share, handful)
+            if not labels:
+                results[name] = {"skipped": SKIP_REASON.get(name, "no image to label")}
+                continue
             started = time.perf_counter()
             semi = discover(folder, labels=str(Path(tmp) / f"{name}.csv"), name=f"semi-{name}", **again)
             results[name] = {"scores": read_json(semi / "summary.json")["scores"], "labelled": len(labels),
@@ -203,6 +231,9 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
         table.add_column(col, justify="left" if col == "reviewer" else "right")
     control_acc = results["control"]["scores"]["acc"]
     for name, r in results.items():
+        if "skipped" in r:
+            table.add_row(name, "0", "-", "-", "-", "-", f"skipped: {r['skipped']}")
+            continue
         s = r["scores"]
         kept = r.get("untouched_kept")
         table.add_row(name, str(r["labelled"]), f"{s['acc']:.3f}", f"{100 * (s['acc'] - control_acc):+.1f}",
