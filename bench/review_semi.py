@@ -232,7 +232,7 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
     control_acc = results["control"]["scores"]["acc"]
     for name, r in results.items():
         if "skipped" in r:
-            table.add_row(name, "0", "-", "-", "-", "-", f"skipped: {r['skipped']}")
+            table.add_row(name, "0", "skipped", "-", "-", "-", "-")
             continue
         s = r["scores"]
         kept = r.get("untouched_kept")
@@ -240,6 +240,8 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
                       f"{s['nmi']:.3f}", "-" if kept is None else f"{100 * kept:.1f} %", f"{r['seconds']:.0f}")
     console.print(table)
     for name, r in results.items():
+        if "skipped" in r:
+            console.print(f"{name}: skipped, {r['skipped']}")
         grown = r.get("new_cluster")
         if grown:
             console.print(f"{name}: new cluster {grown['cluster']} holds {grown['size']} images, "
