@@ -11,7 +11,14 @@ import pytest
 import torch
 from rich.console import Console
 
-from i2icurate.commands.auto_k import K_CURVE_PNG, K_SWEEP_CSV, k_candidates, labelled_clusters, sweep_k
+from i2icurate.commands.auto_k import (
+    K_CURVE_PNG,
+    K_SWEEP_CSV,
+    k_candidates,
+    labelled_clusters,
+    range_end_hint,
+    sweep_k,
+)
 from i2icurate.commands.discover import discover
 from i2icurate.config import resolve
 from i2icurate.engines.features import cached_features
@@ -57,6 +64,17 @@ def test_the_sweep_on_a_real_folder_records_the_choice(pretrained_run, tmp_path)
     assert record["tried"] == [2, 14] and "Clest" in record["rule"] and record["sample"] == 200
     assert (run / K_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"-k auto: K={out['k']}, runner-up K={record['runner_up']}" in console.export_text()
+    assert record["at_range_end"] == (out["k"] == 14)
+    assert ("the largest K tried" in console.export_text()) == (out["k"] == 14)
+
+
+def test_a_choice_at_the_top_of_the_asked_range_says_to_widen_it():
+    """Chosen at the top of the user's range: the hint names a wider range. Not when the folder size clipped the range
+    (no wider range exists) or when K lies inside it."""
+    assert "--k-range 2:60" in range_end_hint(30, list(range(2, 31)), asked_high=30)
+    assert range_end_hint(12, list(range(2, 13)), asked_high=30) is None  # clipped to half of 24 images
+    assert range_end_hint(11, list(range(2, 31)), asked_high=30) is None
+    assert range_end_hint(2, [2], asked_high=2) is None
 
 
 def test_the_range_is_clipped_to_the_folder_and_the_labels():

@@ -63,13 +63,25 @@ def sweep_k(run: Path, cfg: dict[str, Any], desc: np.ndarray, paths: list[str], 
     choice = choose_k(rows)
     write_csv(run / K_SWEEP_CSV, SWEEP_COLUMNS, ([row[c] for c in SWEEP_COLUMNS] for row in rows))
     k_curve_png(rows, choice.k, choice.runner_up, run / K_CURVE_PNG, title=f"{run.name}: choosing K ({choice.rule})")
+    hint = range_end_hint(choice.k, ks, parse_k_range(cfg["k_range"])[1])
     record = {"k": choice.k, "runner_up": choice.runner_up, "rule": choice.rule, "tried": [ks[0], ks[-1]],
               "k_range": cfg["k_range"], "labelled_clusters": at_least,
-              "sample": int(min(len(desc), SWEEP_SAMPLE))}
+              "sample": int(min(len(desc), SWEEP_SAMPLE)), "at_range_end": hint is not None}
     cfg = {**cfg, "k": choice.k, "k_auto": record}
     write_json(run / CONFIG_FILE, cfg)
     console.print(k_auto_line(record), highlight=False)
+    if hint:
+        console.print(f"[yellow]{hint}[/yellow]", highlight=False)
     return cfg
+
+
+def range_end_hint(k: int, ks: list[int], asked_high: int) -> str | None:
+    """A line for the screen when the chosen K is the largest one tried and the user's range, not the folder size,
+    ended the sweep: the criterion may still rise beyond it (None otherwise)."""
+    if len(ks) < 2 or k != ks[-1] or ks[-1] < asked_high:
+        return None
+    return (f"K={k} is the largest K tried: the criterion may still rise beyond it; a run with --k-range "
+            f"{ks[0]}:{2 * k} shows whether it peaks")
 
 
 def k_auto_line(record: dict[str, Any]) -> str:
