@@ -68,6 +68,11 @@ def write_set(data: Path, dataset: str, per_class: int | None) -> Path:
     return write_demo_images(data / dataset, dataset, per_class)
 
 
+def class_count(folder: Path) -> int:
+    """The number of class folders directly under `folder` (K for a set whose true K is its folder count)."""
+    return sum(1 for d in folder.iterdir() if d.is_dir())
+
+
 def fine_scores(run: Path) -> dict[str, float]:
     """A run's scores against the class folders one level down (the mixed set's 20 classes)."""
     rows = read_csv(run / "assignments.csv")
@@ -89,7 +94,7 @@ def auto_k_rows(dataset: str, folder: Path, runs: Path, console: Console, reuse:
                 common: dict) -> dict[str, dict]:
     """The -k auto run and the true-K run of one set: K, runner-up, scores and seconds of each."""
     out = {}
-    true_k = TRUE_K.get(dataset) or sum(1 for d in folder.iterdir() if d.is_dir())  # style sets: their styles
+    true_k = TRUE_K.get(dataset) or class_count(folder)  # style sets: their styles
     for k in ("auto", true_k):
         name = f"{dataset}-{'auto' if k == 'auto' else f'k{k}'}"
         run = finished_run(runs, name, folder, k) if reuse else None
@@ -217,7 +222,7 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
             if dataset == MIXED:
                 raise click.UsageError("--dataset mixed is for --k auto")
             folder = write_set(Path(data or tmp), dataset, per_class)
-            common["k"] = sum(1 for d in folder.iterdir() if d.is_dir())  # K = the number of classes
+            common["k"] = class_count(folder)  # K = the number of classes
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
                                            project=str(runs), name=dataset, **common)

@@ -65,6 +65,11 @@ def lowest(rows, truth, clusters, confidence, mapping, share: float = 0.05, hand
     return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen]
 
 
+def least_confident(truth, clusters, confidence, cls: str, cluster: int, handful: int) -> list[int]:
+    """Indices of the `handful` lowest-confidence images of class `cls` in cluster `cluster`."""
+    return [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
+
+
 def most_merged(truth, clusters, confidence, mapping, handful: int) -> tuple[str | None, list[int]]:
     """The largest foreign class inside any cluster (a class matched to another cluster) and the indices of its
     `handful` lowest-confidence images in that cluster; (None, []) when every cluster is pure."""
@@ -77,7 +82,7 @@ def most_merged(truth, clusters, confidence, mapping, handful: int) -> tuple[str
     _, cluster, cls = best
     if cluster is None:
         return None, []
-    return cls, [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
+    return cls, least_confident(truth, clusters, confidence, cls, cluster, handful)
 
 
 def split(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
@@ -107,8 +112,7 @@ def new(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful
     cls, cluster = leaderless_class(truth, clusters)
     if cls is None:
         return []
-    members = [i for i in np.argsort(confidence) if clusters[i] == cluster and truth[i] == cls][:handful]
-    return [(rows[i]["path"], NEW_CLUSTER) for i in members]
+    return [(rows[i]["path"], NEW_CLUSTER) for i in least_confident(truth, clusters, confidence, cls, cluster, handful)]
 
 
 SKIP_REASON = {"new": "every class already leads a cluster: a reviewer moves its strays there (the split reviewer)",
