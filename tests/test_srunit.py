@@ -195,7 +195,7 @@ def test_exact_resume(domains) -> None:
     resumed.load_state_dict(torch.load(buffer, weights_only=False))
     assert resumed.step_count == 3
     assert [resumed.step(3), resumed.step(4)] == expected
-    for name in ("G", "D", "F"):
+    for name in ("G", "D", "F", "G_ema"):
         a, b = getattr(t, name).state_dict(), getattr(resumed, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert t.opt_g.param_groups[0]["lr"] == resumed.opt_g.param_groups[0]["lr"] < 2e-4
@@ -210,6 +210,23 @@ def test_translate_and_samples(domains) -> None:
     assert y.min() >= -1 and y.max() <= 1 and t.G.training
     grid = t.samples()["samples/realA_fakeB_realB_idtB"]
     assert grid.shape == (3, 4 * 34 + 2, 8 * 34 + 2) and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_ema_generator_averages_and_translates(domains) -> None:
+    t = _translator(domains, iters=6)
+    x = _real_batch(domains, 2)
+    for i in range(4):
+        t.step(i)
+    ema, live = dict(t.G_ema.named_parameters()), dict(t.G.named_parameters())
+    assert not any(p.requires_grad for p in ema.values())
+    assert any(not torch.equal(ema[k], live[k]) for k in live)  # an average, not a copy
+    t.G.eval()
+    with torch.no_grad():
+        assert torch.equal(t.translate(x), t.G_ema.eval()(x).clamp(-1, 1))
+    t.G.train()
+    plain = _translator(domains, iters=6, g_ema=0.0)
+    assert plain.G_ema is None and "G_ema" not in plain.state_dict()["models"]
+    plain.load_state_dict(t.state_dict())  # a checkpoint with an EMA copy still loads without one
 
 
 # ---- options --------------------------------------------------------------------------------------------------------

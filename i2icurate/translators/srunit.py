@@ -10,11 +10,14 @@ update order otherwise kept:
 - iterations instead of epochs: the LR decays linearly to 0 over the last `decay_frac`, and the resize-crop jitter
   stops when the decay starts (the reference's load_size = crop_size during the decay epochs);
 - patch positions come from `torch.randperm` on the device (one draw per layer per step, shared across the batch,
-  also across the translation and identity halves), and every random generator is checkpointed.
+  also across the translation and identity halves), and every random generator is checkpointed;
+- an EMA copy of the generator (`g_ema`, as U-GAT-IT's; CUT has none) makes the samples and translations, its decay
+  warmed up as min(g_ema, (1 + t) / (10 + t)) so that short runs get a useful average.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +32,7 @@ from i2icurate.data.augment import flip_and_crop, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
-from i2icurate.engines.tunit import autocast_dtype
+from i2icurate.engines.tunit import autocast_dtype, ema_update
 from i2icurate.errors import UserError
 from i2icurate.models.cut import Discriminator, Generator, PatchSampleF
 from i2icurate.models.cut.losses import lsgan_d_loss, lsgan_g_loss, patch_nce_loss, sr_loss
@@ -52,6 +55,8 @@ OPTIONS: tuple[Option, ...] = (
            choices=("v1", "v2")),
     Option("sr_faithful", 0, "1 = the reference's noise (fixed size, independent loss denominator).", int, 0, 1),
     Option("lambda_gan", 1.0, "Adversarial (LSGAN) weight.", float, 0.0),
+    Option("g_ema", 0.999, "EMA decay of the generator copy used for samples and translation (0 = off).", float,
+           0.0, 0.99999),
 )
 DEFAULTS: dict[str, Any] = {"lr": 2e-4, "batch_size": 1, "iters": 400_000, "decay_frac": 0.5, "img_size": 256}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -138,11 +143,14 @@ class Translator:
         self.G = Generator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"]).to(device)
         self.D = Discriminator(ndf=cfg["ndf"]).to(device)
         self.F = PatchSampleF(self.G.tap_channels(self.nce_layers)).to(device)
+        self.G_ema: Generator | None = None
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg["lr"], betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr"], betas=betas)
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg["lr"], betas=betas)
         broadcast_module(dist, self.G, self.D, self.F)
+        if cfg["g_ema"] > 0:  # after the broadcast, so every rank averages the same weights
+            self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         for opt in (self.opt_g, self.opt_d, self.opt_f):
             average_gradients_on_step(dist, opt)
         rule = lr_lambda(cfg["iters"], cfg["decay_frac"])
@@ -242,6 +250,8 @@ class Translator:
         self.opt_f.step()
         for sched in self.scheds.values():
             sched.step()
+        if self.G_ema is not None:
+            ema_update(self.G_ema, self.G, min(cfg["g_ema"], (1 + i) / (10 + i)))
         self.step_count = i + 1
         names = ("loss/d", "loss/g_gan", "loss/nce", "loss/nce_idt", "loss/sr")
         values = torch.stack([loss_d, loss_gan, loss_nce, loss_idt, loss_sr]).detach().tolist()  # one sync
@@ -259,28 +269,34 @@ class Translator:
             self._preview = torch.cat([self._input(t, None) for t in u8])
         x = self._preview
         n = len(x) // 2
-        self.G.eval()
-        with self._autocast():
-            out = self.G(x).float()
-        self.G.train()
+        out = self._generate(x)
         grid = torch.cat([x[:n], out[:n], x[n:], out[n:]])
         return {"samples/realA_fakeB_realB_idtB": make_grid(grid, nrow=n, normalize=True, value_range=(-1, 1))}
 
     @torch.no_grad()
+    def _generate(self, x: Tensor) -> Tensor:
+        """The generator's output (the EMA copy when enabled) in eval mode, float32."""
+        gen = self.G_ema if self.G_ema is not None else self.G
+        gen.eval()
+        with self._autocast():
+            out = gen(x.to(self.device))
+        gen.train()
+        return out.float()
+
+    @torch.no_grad()
     def translate(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) in [-1, 1] (S a multiple of 4) -> the A -> B translation, float32 on x's device."""
-        self.G.eval()
-        with self._autocast():
-            out = self.G(x.to(self.device))
-        self.G.train()
-        return out.float().clamp(-1, 1).to(x.device)
+        return self._generate(x).clamp(-1, 1).to(x.device)
+
+    def _networks(self) -> tuple[str, ...]:
+        return ("G", "D", "F") + (("G_ema",) if self.G_ema is not None else ())
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: networks, optimisers, schedulers, samplers, generators, step."""
         return {
             "step": self.step_count,
             "config": self.cfg,
-            "models": {n: getattr(self, n).state_dict() for n in ("G", "D", "F")},
+            "models": {n: getattr(self, n).state_dict() for n in self._networks()},
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_g", "opt_d", "opt_f")},
             "schedulers": {n: s.state_dict() for n, s in self.scheds.items()},
             "samplers": {"a": self.batches_a.state_dict(), "b": self.batches_b.state_dict()},
@@ -291,7 +307,10 @@ class Translator:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict` (tensors may come from the CPU)."""
         for name, weights in state["models"].items():
-            getattr(self, name).load_state_dict(weights)
+            if name in self._networks():
+                getattr(self, name).load_state_dict(weights)
+        if self.G_ema is not None and "G_ema" not in state["models"]:  # a checkpoint from before the EMA copy
+            self.G_ema.load_state_dict(self.G.state_dict())
         for name, opt_state in state["optimizers"].items():
             getattr(self, name).load_state_dict(opt_state)
         for name, sched_state in state["schedulers"].items():
