@@ -470,6 +470,7 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
         if merge:
             result = merge_results([Path(p) for p in merge.split(",")])
             data = Path(result["settings"]["data"])
+            default_grid = Path(result["discover"]["run"]).parent.parent / "grid.png"
         else:
             unknown = [m for m in chosen if m not in base.available()]
             if unknown or not chosen:
@@ -477,6 +478,7 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
                                 f"choose from {', '.join(base.available())}")
             per_model = parse_iters(iters)
             root = Path(project or tempfile.mkdtemp(prefix="translation_quality_"))
+            default_grid = root / "grid.png"  # this run's folder, never a reused --discover-run's project
             started = time.perf_counter()
             if discover_run:
                 data = Path(read_json(Path(discover_run) / CONFIG_FILE)["source"])
@@ -504,8 +506,7 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
                 Path(json_out).write_text(json.dumps(result, indent=2))
         print_results(result, console)
         if result["models"]:
-            grid = write_grid(data, result, Path(grid_out) if grid_out else Path(result["discover"]["run"]).parent
-                              .parent / "grid.png")
+            grid = write_grid(data, result, Path(grid_out) if grid_out else default_grid)
             console.print(f"sample grid: {grid}")
     except (UserError, Interrupted) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
