@@ -72,10 +72,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 TRAINS = True
-# The CPU plan's networks (translate_plan.py) and their measured cost at 64 px: 0.99 s per iteration on one thread
-# of the 2-core development machine, alone (bench/RESULTS.md).
+# The CPU plan's networks (translate_plan.py) and their measured cost at 64 px: 0.83 s per iteration on one thread
+# of the 2-core development machine, alone (0.475 s on two; bench/RESULTS.md, 2026-11-29).
 CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 4, "batch_size": 4}
-CPU_STEP_S = 0.99
+CPU_STEP_S = 0.83
 
 LOSS_NAMES = ("loss/d", "loss/g_adv", "loss/cycle", "loss/identity", "loss/cam")
 CRITICS = ("GA", "LA", "GB", "LB")  # global / local critic of domain A and of domain B
