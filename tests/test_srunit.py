@@ -227,6 +227,9 @@ def test_ema_generator_averages_and_translates(domains) -> None:
     plain = _translator(domains, iters=6, g_ema=0.0)
     assert plain.G_ema is None and "G_ema" not in plain.state_dict()["models"]
     plain.load_state_dict(t.state_dict())  # a checkpoint with an EMA copy still loads without one
+    older = _cfg(iters=6)
+    del older["g_ema"]  # the config.json of a run begun before the option: it resumes as it was, without EMA
+    assert srunit.Translator(older, domains[0], domains[1], torch.device("cpu")).G_ema is None
 
 
 # ---- options --------------------------------------------------------------------------------------------------------

@@ -149,7 +149,8 @@ class Translator:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr"], betas=betas)
         self.opt_f = torch.optim.Adam(self.F.parameters(), lr=cfg["lr"], betas=betas)
         broadcast_module(dist, self.G, self.D, self.F)
-        if cfg["g_ema"] > 0:  # after the broadcast, so every rank averages the same weights
+        # after the broadcast, so every rank averages the same weights; a run begun before the option has none
+        if cfg.get("g_ema", 0.0) > 0:
             self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         for opt in (self.opt_g, self.opt_d, self.opt_f):
             average_gradients_on_step(dist, opt)
