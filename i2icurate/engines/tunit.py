@@ -99,6 +99,12 @@ def build_networks(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     }
 
 
+def warmed_ema_decay(decay: float, step: int) -> float:
+    """EMA decay at iteration `step`, warmed up as min(decay, (1 + step) / (10 + step)) so that a short run's average
+    is not dominated by its initial weights (the translators' generator copies)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
     """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BN statistics) are copied."""

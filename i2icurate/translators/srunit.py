@@ -32,7 +32,7 @@ from i2icurate.data.augment import flip_and_crop, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
-from i2icurate.engines.tunit import autocast_dtype, ema_update
+from i2icurate.engines.tunit import autocast_dtype, ema_update, warmed_ema_decay
 from i2icurate.errors import UserError
 from i2icurate.models.cut import Discriminator, Generator, PatchSampleF
 from i2icurate.models.cut.losses import lsgan_d_loss, lsgan_g_loss, patch_nce_loss, sr_loss
@@ -252,7 +252,7 @@ class Translator:
         for sched in self.scheds.values():
             sched.step()
         if self.G_ema is not None:
-            ema_update(self.G_ema, self.G, min(cfg["g_ema"], (1 + i) / (10 + i)))
+            ema_update(self.G_ema, self.G, warmed_ema_decay(cfg["g_ema"], i))
         self.step_count = i + 1
         names = ("loss/d", "loss/g_gan", "loss/nce", "loss/nce_idt", "loss/sr")
         values = torch.stack([loss_d, loss_gan, loss_nce, loss_idt, loss_sr]).detach().tolist()  # one sync

@@ -37,7 +37,7 @@ from i2icurate.data.augment import flip_and_crop
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
-from i2icurate.engines.tunit import autocast_dtype, ema_update
+from i2icurate.engines.tunit import autocast_dtype, ema_update, warmed_ema_decay
 from i2icurate.errors import UserError
 from i2icurate.models.ugatit import Discriminator, ResnetGenerator, fit_layers
 from i2icurate.models.ugatit.losses import cam_loss, d_loss, g_adv_loss, l1
@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 TRAINS = True
 # The CPU plan's networks (translate_plan.py) and their measured cost at 64 px: 0.83 s per iteration on one thread
-# of the 2-core development machine, alone (0.475 s on two; bench/RESULTS.md, 2026-11-29).
+# of the 2-core development machine, alone (0.46 s on two; bench/RESULTS.md, 2026-11-29).
 CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 4, "batch_size": 4}
 CPU_STEP_S = 0.83
 
@@ -221,7 +221,7 @@ class Translator:
     def _update_ema(self, i: int) -> None:
         if self.G_AB_ema is None or self.G_BA_ema is None:
             return
-        beta = min(self.cfg["g_ema"], (1 + i) / (10 + i))
+        beta = warmed_ema_decay(self.cfg["g_ema"], i)
         ema_update(self.G_AB_ema, self.G_AB, beta)
         ema_update(self.G_BA_ema, self.G_BA, beta)
 
