@@ -25,7 +25,7 @@ from i2icurate.engines.features import cached_features
 from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.errors import UserError
-from i2icurate.metrics.k_choice import RULE, KChoice, choose_k, sweep
+from i2icurate.metrics.k_choice import RULE, SWEEP_RULE, KChoice, choose_k, refine, sweep
 from i2icurate.runs import read_csv, write_csv
 from tests.cli_helpers import TOY, cli, copy_images, ctrl_c_after_step, run_folders
 from tests.conftest import TOY_KW
@@ -53,15 +53,25 @@ def test_the_sweep_on_a_real_folder_records_the_choice(pretrained_run, tmp_path)
     rows = read_csv(run / K_SWEEP_CSV)
     assert [int(r["k"]) for r in rows] == list(range(2, 15))
     excess = [float(r["stability_excess"]) for r in rows]
-    assert out["k"] == int(rows[int(np.argmax(excess))]["k"])  # the documented rule, read back from the CSV
     for row, e in zip(rows, excess, strict=True):
         assert float(row["stability"]) - float(row["stability_null"]) == pytest.approx(e)
     assert max(excess) > 0.1  # ten animal classes: real structure beats the cluster-free reference
+    # the heads were trained for the k-means choice and its neighbours only, and the rule read their excess
+    swept = int(rows[int(np.argmax(excess))]["k"])
+    refined = [int(r["k"]) for r in rows if r["head_agreement_excess"] != "nan"]
+    assert refined == [k for k in range(2, 15) if abs(k - swept) <= 1]
+    heads = {int(r["k"]): float(r["head_agreement_excess"]) for r in rows if int(r["k"]) in refined}
+    for row in rows:
+        if int(row["k"]) in refined:
+            assert float(row["head_agreement"]) - float(row["head_agreement_null"]) == pytest.approx(
+                heads[int(row["k"])])
+    assert out["k"] == max(heads, key=heads.get)  # the documented rule, read back from the CSV
+    assert max(heads.values()) > 0.1  # the heads agree on real structure more than on the reference
     saved = json.loads((run / "config.json").read_text())
     record = saved["k_auto"]
-    assert saved["k"] == out["k"] == record["k"]
-    assert record["runner_up"] in range(2, 15) and record["runner_up"] != out["k"]
-    assert record["tried"] == [2, 14] and "Clest" in record["rule"] and record["sample"] == 200
+    assert saved["k"] == out["k"] == record["k"] and record["refined"] == refined
+    assert record["runner_up"] in refined and record["runner_up"] != out["k"]
+    assert record["tried"] == [2, 14] and record["rule"] == RULE and record["sample"] == 200
     assert (run / K_CURVE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"-k auto: K={out['k']}, runner-up K={record['runner_up']}" in console.export_text()
     assert record["at_range_end"] == (out["k"] == 14)
@@ -93,7 +103,19 @@ def test_a_sweep_over_three_real_images_still_chooses():
 
     pixels = load_animal_mnist()[0][:3].reshape(3, -1).astype(np.float64)
     rows = sweep(pixels / np.linalg.norm(pixels, axis=1, keepdims=True), [2], seed=0)
-    assert [r["k"] for r in rows] == [2] and choose_k(rows) == KChoice(2, None, RULE)
+    assert [r["k"] for r in rows] == [2] and choose_k(rows) == KChoice(2, None, SWEEP_RULE)
+
+
+def test_the_heads_decide_among_the_refined_ks_and_the_sweep_alone_elsewhere():
+    """choose_k reads the head-agreement excess where the heads were trained, the k-means excess where not."""
+    rows = [{"k": k, "stability_excess": e} for k, e in ((4, 0.50), (10, 0.44), (11, 0.54), (12, 0.50))]
+    assert choose_k(rows) == KChoice(11, 4, SWEEP_RULE)  # ties go to the smaller K
+    seen = []
+    refined = refine(rows, np.eye(4)[np.arange(40) % 4], lambda x, k: seen.append(k) or (0.9 if k == 10 else 0.5))
+    assert sorted(set(seen)) == [10, 11, 12] and len(seen) == 6  # data and reference for each refined K
+    assert np.isnan(refined[0]["head_agreement_excess"]) and refined[1]["head_agreement_excess"] == 0.0
+    assert choose_k([{**r, "head_agreement_excess": e} for r, e in zip(rows, (np.nan, 0.61, 0.48, 0.42),
+                                                                       strict=True)]) == KChoice(10, 11, RULE)
 
 
 def test_labelled_clusters_are_a_lower_bound(tmp_path):

@@ -1,7 +1,9 @@
 """`discover -k auto`: which Ks to try, the sweep over them, and what the run folder and screen get from it.
 
-The sweep reads the descriptor the class heads will read (the folder's fitted PCA of the trunk's cached features), so
-it costs seconds; discover then builds its networks with the chosen K. The choice is written into config.json (`k`,
+The sweep reads the descriptor the class heads will read (the folder's fitted PCA of the trunk's cached features):
+k-means over the whole range costs seconds, then the class heads are trained for the best K and its neighbours (a
+head phase per K, on the data and on a reference; about a minute per K on one CPU thread for 10,000 images);
+discover then builds its networks with the chosen K. The choice is written into config.json (`k`,
 and `k_auto` with how it was made), so `--resume` and `--from` reuse it without sweeping again.
 """
 
@@ -11,18 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from i2icurate.config import parse_k_range
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, parse_cluster, read_labels
+from i2icurate.engines.head_agreement import head_agreement
 from i2icurate.errors import UserError
 from i2icurate.export.k_curve import k_curve_png
-from i2icurate.metrics.k_choice import SWEEP_SAMPLE, choose_k, sweep
+from i2icurate.metrics.k_choice import REFINE_SAMPLE, SWEEP_SAMPLE, choose_k, refine, sample_rows, shortlist, sweep
 from i2icurate.runs import CONFIG_FILE, write_csv, write_json
 
 K_SWEEP_CSV = "k_sweep.csv"
 K_CURVE_PNG = "k_curve.png"
-SWEEP_COLUMNS = ("k", "stability_excess", "stability", "stability_null", "silhouette", "eigengap", "inertia")
+SWEEP_COLUMNS = ("k", "head_agreement_excess", "head_agreement", "head_agreement_null", "stability_excess",
+                 "stability", "stability_null", "silhouette", "eigengap", "inertia")
 
 
 def labelled_clusters(run: Path, paths: list[str]) -> int:
@@ -52,21 +57,30 @@ def k_candidates(k_range: str, n_images: int, at_least: int = 0) -> list[int]:
     return list(range(low, max(high, low) + 1))
 
 
-def sweep_k(run: Path, cfg: dict[str, Any], desc: np.ndarray, paths: list[str], console: Console) -> dict[str, Any]:
-    """Score every candidate K on the descriptors (N, D), choose one, write k_sweep.csv and k_curve.png, and record
-    the choice in the run's config.json; returns the updated config."""
+def sweep_k(run: Path, cfg: dict[str, Any], desc: np.ndarray, paths: list[str], console: Console,
+            device: torch.device | None = None) -> dict[str, Any]:
+    """Score every candidate K on the descriptors (N, D), train the class heads for the best and its neighbours
+    (on `device`), choose one, write k_sweep.csv and k_curve.png, and record the choice in the run's config.json;
+    returns the updated config."""
     at_least = labelled_clusters(run, paths)
     ks = k_candidates(cfg["k_range"], len(desc), at_least)
     with console.status(f"choosing K: {len(ks)} candidates from {ks[0]} to {ks[-1]} on "
                         f"{min(len(desc), SWEEP_SAMPLE)} images"):
         rows = sweep(desc, ks, seed=cfg["seed"])
+    refined = shortlist(rows)
+    x = desc[sample_rows(len(desc), cfg["seed"], REFINE_SAMPLE)]
+    device = device or torch.device("cpu")
+    with console.status(f"choosing K: training the class heads for K = {', '.join(map(str, refined))} on "
+                        f"{len(x)} images and on a cluster-free reference"):
+        rows = refine(rows, x, lambda points, k: head_agreement(points, k, cfg, device, cfg["seed"]), cfg["seed"])
     choice = choose_k(rows)
     write_csv(run / K_SWEEP_CSV, SWEEP_COLUMNS, ([row[c] for c in SWEEP_COLUMNS] for row in rows))
     k_curve_png(rows, choice.k, choice.runner_up, run / K_CURVE_PNG, title=f"{run.name}: choosing K ({choice.rule})")
     hint = range_end_hint(choice.k, ks, parse_k_range(cfg["k_range"])[1])
     record = {"k": choice.k, "runner_up": choice.runner_up, "rule": choice.rule, "tried": [ks[0], ks[-1]],
               "k_range": cfg["k_range"], "labelled_clusters": at_least,
-              "sample": int(min(len(desc), SWEEP_SAMPLE)), "at_range_end": hint is not None}
+              "sample": int(min(len(desc), SWEEP_SAMPLE)), "refined": refined, "heads_sample": len(x),
+              "at_range_end": hint is not None}
     cfg = {**cfg, "k": choice.k, "k_auto": record}
     write_json(run / CONFIG_FILE, cfg)
     console.print(k_auto_line(record), highlight=False)

@@ -332,7 +332,7 @@ def _auto_k(run: Path, cfg: dict[str, Any], images: np.ndarray, paths: list[str]
     phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device)
     phase.fit_descriptor()  # the same fit a fresh run makes before its heads start (same features, same seed)
     desc = phase.descriptors(0).cpu().numpy()
-    return sweep_k(run, cfg, desc, paths, console)
+    return sweep_k(run, cfg, desc, paths, console, device)
 
 
 def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:

@@ -44,8 +44,8 @@ def kmeans_prototypes(desc: Tensor, k: int, seed: int) -> Tensor:
 class HeadPhase:
     """Holds the descriptors (views, N, D) and neighbour lists of a run, and trains E's heads on them."""
 
-    def __init__(self, guiding: torch.nn.Module, content: np.ndarray, style: np.ndarray, cfg: dict[str, Any],
-                 device: torch.device, chunk: int = 8192, keep: Tensor | None = None) -> None:
+    def __init__(self, guiding: torch.nn.Module, content: np.ndarray | None, style: np.ndarray | None,
+                 cfg: dict[str, Any], device: torch.device, chunk: int = 8192, keep: Tensor | None = None) -> None:
         """`keep`: optional (N,) bool, False for images a reviewer excluded: they stay in the descriptor space, but no
         loss term (as an image or as a neighbour) and no head score reads them."""
         self.E, self.cfg, self.device = guiding, cfg, device
@@ -55,11 +55,26 @@ class HeadPhase:
         self.desc: Tensor | None = None
         self.nbrs: Tensor | None = None
 
+    @classmethod
+    def on_descriptors(cls, guiding: torch.nn.Module, desc: Tensor, cfg: dict[str, Any],
+                       device: torch.device) -> HeadPhase:
+        """A phase over ready descriptors (views, N, D) instead of trunk features: nothing to fit or cache, the
+        neighbours found on the first view. `guiding` needs only `heads` and `k`."""
+        phase = cls(guiding, None, None, cfg, device)
+        phase.desc = desc.to(device)
+        phase.nbrs = neighbours(phase.desc[0], cfg["knn"]).to(device)
+        return phase
+
     @torch.no_grad()
     def fit(self) -> None:
         """A fresh run: fit the descriptor to this folder, then start every head from its own k-means."""
         self.fit_descriptor()
         self.prepare()
+        self.start_heads()
+
+    @torch.no_grad()
+    def start_heads(self) -> None:
+        """Start head h from the prototypes of a k-means run with seed `seed + h` on the first view."""
         tau = self.cfg["head_temperature"]
         for h, head in enumerate(self.E.heads):
             head.weight.copy_(kmeans_prototypes(self.desc[0], self.E.k, self.cfg["seed"] + h).to(self.device) / tau)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import numpy as np
 from i2icurate.runs import atomic_path
 
 PANELS = (
-    ("stability_excess", "stability excess over the reference (the rule)"),
+    ("head_agreement_excess", "class heads' agreement, excess over the reference (the rule; refined Ks only)"),
+    ("stability_excess", "k-means stability excess over the reference (where the heads look)"),
     ("stability", "stability (mean ARI of subsample pairs); dashed: reference"),
     ("silhouette", "silhouette (cosine)"),
     ("eigengap", "eigengap of the kNN graph Laplacian"),
@@ -27,7 +29,7 @@ def k_curve_png(rows: list[dict[str, float]], chosen: int, runner_up: int | None
     ks = np.array([r["k"] for r in rows])
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7, 2.1 * len(PANELS)), sharex=True, squeeze=False)
     for ax, (key, label) in zip(axes[:, 0], PANELS, strict=True):
-        ax.plot(ks, [r[key] for r in rows], marker="o", markersize=3, color="tab:blue")
+        ax.plot(ks, [r.get(key, np.nan) for r in rows], marker="o", markersize=3, color="tab:blue")
         if key == "stability":
             ax.plot(ks, [r["stability_null"] for r in rows], linestyle="--", color="tab:gray")
         ax.axvline(chosen, color="tab:red", linewidth=1.5, label=f"chosen K={chosen}")
@@ -40,7 +42,7 @@ def k_curve_png(rows: list[dict[str, float]], chosen: int, runner_up: int | None
     if len(ks) <= 30:
         axes[-1, 0].set_xticks(ks)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.fill(title, 100), fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -13,11 +13,18 @@ For every K of a range, on a random sample of the folder's descriptors (unit vec
 - `eigengap`: lambda_(K+1) - lambda_K of the normalised Laplacian of the symmetric kNN graph (von Luxburg 2007):
   K well-separated groups give K eigenvalues near 0 and then a jump.
 
-`choose_k` applies the rule documented in docs/discover.md (see RULE).
+Then, for the K of the largest stability excess and its neighbours (`refine`):
+- `head_agreement`: the mean adjusted Rand index between the partitions of the class heads a run trains with that
+  K (engines/head_agreement.py), on the folder's descriptors; `head_agreement_null` the same on the cluster-free
+  reference; `head_agreement_excess` their difference. k-means on a subsample finds the scale but its choice moves by
+  one or two between seeds; the heads are the clusterer the run assigns with, trained on every image.
+
+`choose_k` applies the rule documented in docs/discover.md (see RULE; SWEEP_RULE when no K was refined).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +35,12 @@ SILHOUETTE_SAMPLE = 2000  # of those, the ones the silhouette reads
 PAIRS = 5  # subsample pairs per K for the stability
 SUBSAMPLE = 0.8  # share of the sample each of a pair is fitted on
 GRAPH_KNN = 10  # neighbours per image in the graph of the eigengap
-CRITERIA = ("stability_excess", "stability", "silhouette", "eigengap")
-RULE = "largest stability excess over a cluster-free reference (Clest)"
+REFINE_RADIUS = 1  # the heads judge the k-means choice and the Ks this far from it
+REFINE_SAMPLE = 20_000  # images the heads are trained on, at most (their updates are capped by the plan anyway)
+CRITERIA = ("head_agreement_excess", "stability_excess", "stability", "silhouette", "eigengap")
+SWEEP_RULE = "largest stability excess over a cluster-free reference (Clest)"
+RULE = ("largest excess of the class heads' agreement over a cluster-free reference, among the K of the largest "
+        "k-means stability excess (Clest) and its neighbours")
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,40 @@ def sweep(desc: np.ndarray, ks: list[int], seed: int = 0,
     return rows
 
 
+def _ranked(rows: list[dict[str, float]], key: str) -> list[int]:
+    """The Ks of the rows that have `key`, best first (ties: the smaller K)."""
+    scored = [(r[key], int(r["k"])) for r in rows if np.isfinite(r.get(key, np.nan))]
+    return [k for _, k in sorted(scored, key=lambda s: (-s[0], s[1]))]
+
+
+def shortlist(rows: list[dict[str, float]], radius: int = REFINE_RADIUS) -> list[int]:
+    """The Ks of the sweep within `radius` of the K of the largest stability excess (ascending)."""
+    best = (_ranked(rows, "stability_excess") or [int(rows[0]["k"])])[0]
+    return [int(r["k"]) for r in rows if abs(int(r["k"]) - best) <= radius]
+
+
+def refine(rows: list[dict[str, float]], x: np.ndarray, agreement: Callable[[np.ndarray, int], float],
+           seed: int = 0, radius: int = REFINE_RADIUS) -> list[dict[str, float]]:
+    """The sweep's rows with `head_agreement`, `head_agreement_null` and `head_agreement_excess` (NaN outside the
+    shortlist): `agreement(points, k)` on the descriptors `x` (N, D) and on their cluster-free reference."""
+    picked = set(shortlist(rows, radius))
+    null = null_reference(np.asarray(x, dtype=np.float64), seed)
+    out = []
+    for row in rows:
+        data = reference = float("nan")
+        if int(row["k"]) in picked:
+            data, reference = agreement(x, int(row["k"])), agreement(null, int(row["k"]))
+        out.append({**row, "head_agreement": data, "head_agreement_null": reference,
+                    "head_agreement_excess": data - reference})
+    return out
+
+
 def choose_k(rows: list[dict[str, float]]) -> KChoice:
-    """The K of the largest stability excess (RULE); the runner-up is the K of the next largest."""
-    excess = np.array([r["stability_excess"] for r in rows], dtype=np.float64)
-    order = np.argsort(-np.nan_to_num(excess, nan=-np.inf), kind="stable")
-    runner = int(rows[order[1]]["k"]) if len(order) > 1 else None
-    return KChoice(int(rows[order[0]]["k"]), runner, RULE)
+    """The K of the largest head-agreement excess among the refined Ks (RULE), or of the largest stability excess
+    when none was refined (SWEEP_RULE); the runner-up is the next by the same criterion, else by the sweep's."""
+    refined = _ranked(rows, "head_agreement_excess")
+    swept = _ranked(rows, "stability_excess") or [int(r["k"]) for r in rows]
+    order, rule = (refined, RULE) if refined else (swept, SWEEP_RULE)
+    if len(order) < 2:  # a single refined K: the runner-up is the sweep's best other K
+        order = order + [k for k in swept if k not in order]
+    return KChoice(order[0], order[1] if len(order) > 1 else None, rule)
