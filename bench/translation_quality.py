@@ -318,7 +318,7 @@ def _cluster_split(run: Path) -> dict[str, dict[str, int]]:
 def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None, iters: dict[str, int | None],
                   discover_iters: int | None, img_size: int | None, device: str, seed: int,
                   console: Console, threads: int | None = None, discover_run: Path | None = None,
-                  baselines: bool = True) -> dict[str, Any]:
+                  baselines: bool = True, settings: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """discover (or a finished `discover_run`) -> true-domain labels -> translate with each model (`iters` per
     model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands."""
     started = time.perf_counter()
@@ -338,7 +338,7 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
         started = time.perf_counter()
         folder = translate(0, 1, run=run, model=model, preset=preset, evaluate=True, device=device, seed=seed,
                            project=str(runs), name=model, console=console, img_size=img_size, threads=threads,
-                           iters=iters.get(model) if model != "tunit" else None)
+                           iters=iters.get(model) if model != "tunit" else None, **(settings or {}).get(model, {}))
         seconds = time.perf_counter() - started
         cfg = read_json(folder / CONFIG_FILE)
         size = cfg["img_size"]
@@ -428,6 +428,18 @@ def parse_iters(text: str | None) -> dict[str, int | None]:
         raise UserError(f"--iters: expected N or model=N,model=N, got {text!r}") from None
 
 
+def parse_settings(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """--set MODEL.OPTION=VALUE (repeatable): options given to that model's translate (translate parses the value)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        model, dot, option = key.partition(".")
+        if not (sep and dot and model.strip() and option.strip()):
+            raise UserError(f"--set: expected MODEL.OPTION=VALUE, got {item!r}")
+        out.setdefault(model.strip(), {})[option.strip().replace("-", "_")] = value.strip()
+    return out
+
+
 def merge_results(paths: list[Path]) -> dict[str, Any]:
     """One result from the JSON files of runs that shared a discover run (models trained in parallel)."""
     results = [json.loads(Path(p).read_text()) for p in paths]
@@ -459,10 +471,12 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
 @click.option("--grid-out", type=click.Path(), default=None, help="Write the sample grid here too.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Score the non-learned baselines (leave them to one of several parallel processes).")
+@click.option("--set", "settings", multiple=True, metavar="MODEL.OPTION=VALUE",
+              help="An option of one translator, e.g. ugatit.w_cycle=1 (repeatable).")
 @click.option("--merge", default=None, help="Only print the table and grid of these comma-separated --json-out "
               "files (runs on one discover run, e.g. models trained in parallel processes).")
 def main(n, size, preset, img_size, iters, discover_iters, discover_run, models, device, threads, seed, cache_dir,
-         project, json_out, grid_out, baselines, merge) -> None:
+         project, json_out, grid_out, baselines, settings, merge) -> None:
     """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
     console = Console(width=None if sys.stdout.isatty() else 140)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -477,6 +491,7 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
                 raise UserError(f"--models: unknown {', '.join(unknown) or '(none given)'}; "
                                 f"choose from {', '.join(base.available())}")
             per_model = parse_iters(iters)
+            per_model_options = parse_settings(settings)
             root = Path(project or tempfile.mkdtemp(prefix="translation_quality_"))
             default_grid = root / "grid.png"  # this run's folder, never a reused --discover-run's project
             started = time.perf_counter()
@@ -496,10 +511,11 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
                           f"({time.perf_counter() - started:.1f} s)")
             result = run_benchmark(data, root / "runs", chosen, preset, per_model, discover_iters, img_size, device,
                                    seed, console, threads, Path(discover_run) if discover_run else None,
-                                   baselines)
+                                   baselines, per_model_options)
             result["settings"] = {
                 "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
-                "discover_iters": discover_iters, "seed": seed, "package": PACKAGE, "threads": threads,
+                "discover_iters": discover_iters, "options": per_model_options, "seed": seed, "package": PACKAGE,
+                "threads": threads,
                 "data": str(data), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),
                 "device": torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else "cpu"}
             if json_out:
