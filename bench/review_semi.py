@@ -211,7 +211,7 @@ def main(dataset, per_class, preset, iters, retrain_iters, retrain_warmup_frac, 
             dataset = first.name
         else:
             folder = write_demo_images(Path(tmp) / dataset, dataset, per_class)
-            first = discover(folder, iters=iters, name="unsupervised", **common)
+            first = discover(folder, k=10, iters=iters, name="unsupervised", **common)  # the sets' 10 classes
         again = {"iters": retrain_iters, "from_run": str(first), "warmup_frac": retrain_warmup_frac, **common}
         started = time.perf_counter()
         control = discover(folder, name="control", **again)

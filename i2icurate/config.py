@@ -28,6 +28,7 @@ class Option:
 
 
 AUTO = "auto"
+SCRATCH_K = 10  # K of a from-scratch trunk when -k is not given: it has no features to choose K from before training
 
 
 def k_or_auto(value: Any) -> int | str:
@@ -108,8 +109,9 @@ INPUT_OPTIONS = (
 )
 
 DISCOVER = _opts(
-    Option("k", 10, "Number of pseudo-domains (clusters), or 'auto': choose it from the trunk's features by a sweep "
-           "over --k-range (pretrained trunks only; docs/discover.md).", k_or_auto, 2, 1000),
+    Option("k", AUTO, "Number of pseudo-domains (clusters), or 'auto' (the default): choose it from the pretrained "
+           "trunk's features by a sweep over --k-range (docs/discover.md); a from-scratch trunk without -k uses "
+           f"{SCRATCH_K}.", k_or_auto, 2, 1000),
     Option("k_range", "2:30", "MIN:MAX, the numbers of clusters -k auto tries (clipped to half the number of "
            "images; with --labels, at least the labelled clusters).", k_range),
     Option("backbone", "efficientnet-lite0", "Guiding network trunk: vgg11 (TUNIT's, trained from scratch), "
@@ -182,10 +184,12 @@ TRANSLATE = _opts(
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "discover": {
         # The reference schedule and sizes (TUNIT, AnimalFaces-10): about 25 h on one H100.
-        "full": {"backbone": "vgg11"},
+        # K = SCRATCH_K: a from-scratch network has no features to choose K from (-k auto is an error there)
+        "full": {"backbone": "vgg11", "k": SCRATCH_K},
         # The from-scratch VGG-11 with small networks at 32 px (kept for comparison with the default plan).
         "tiny": {
             "backbone": "vgg11",
+            "k": SCRATCH_K,
             "img_size": 32,
             "batch_size": 32,
             "iters": 2000,

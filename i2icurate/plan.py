@@ -23,8 +23,11 @@ HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-m
 MIN_HEAD_STEPS, MAX_HEAD_STEPS = 500, 5000
 # Seconds per unit on 2 CPU threads, measured alone on the 2-core development machine (bench/RESULTS.md, cluster
 # quality with the pretrained trunk: 10,000 images in 7 min 22 s); the GPU figures are rough guesses until measured.
-CPU_COST = {"decode": 1 / 900, "trunk": 1 / 230, "head_step": 0.02, "gan_step": 0.7}
-GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step": 0.25}
+# k_step: one update of the heads -k auto trains per candidate K (no style head, no EMA; 4.7 ms on one CPU thread,
+# bench/RESULTS.md), k_sweep: the k-means sweep over the default range
+CPU_COST = {"decode": 1 / 900, "trunk": 1 / 230, "head_step": 0.02, "gan_step": 0.7, "k_step": 0.0023, "k_sweep": 5.0}
+GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step": 0.25, "k_step": 0.002,
+            "k_sweep": 10.0}
 # seconds of generator training on a 2-core CPU: 0.03 s per image, between 2 and 5.5 minutes
 CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
 
@@ -67,13 +70,20 @@ def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -
     warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
     size_factor = (cfg.get("backbone_size") or 64) ** 2 / 64**2
     gan_factor = (cfg["img_size"] / 32) ** 2 * cfg["batch_size"] / 32
-    return {
+    out = {
         "decode": n_images * cost["decode"],
         "features": 2 * n_images * cost["trunk"] * size_factor,
         "heads": warmup * cost["head_step"],
         "generator": (cfg["iters"] - warmup) * cost["gan_step"] * gan_factor,
         "export": n_images * cost["trunk"] * size_factor + 0.004 * n_images,
     }
+    if cfg["k"] == "auto":  # k-means over the range, then 3 candidate Ks x (data, reference) head trainings
+        from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
+
+        trainings = 2 * (2 * REFINE_RADIUS + 1)
+        steps = head_steps(min(n_images, REFINE_SAMPLE), cfg["head_batch"])
+        out["k_choice"] = cost["k_sweep"] + trainings * steps * cost["k_step"]
+    return out
 
 
 def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> str:
@@ -83,8 +93,9 @@ def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> s
     total = sum(est.values())
     return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, {cfg['heads']} heads x "
             f"{warmup} updates, then {cfg['iters'] - warmup} generator iterations at {cfg['img_size']} px "
-            f"(batch {cfg['batch_size']}) on {device}: about {_minutes(total)} "
-            f"(features {_minutes(est['features'])}, generator {_minutes(est['generator'])}, "
+            f"(batch {cfg['batch_size']}) on {device}: about {_minutes(total)} ("
+            + (f"choosing K {_minutes(est['k_choice'])}, " if "k_choice" in est else "")
+            + f"features {_minutes(est['features'])}, generator {_minutes(est['generator'])}, "
             f"export {_minutes(est['export'])})")
 
 

@@ -80,5 +80,5 @@ def pretrained_run(animal_folder, tmp_path_factory) -> Path:
 
     from i2icurate.commands.discover import discover
 
-    return discover(animal_folder, project=str(tmp_path_factory.mktemp("pre")), eval_labels="folders",
+    return discover(animal_folder, k=10, project=str(tmp_path_factory.mktemp("pre")), eval_labels="folders",
                     console=Console(quiet=True), **TOY_KW)

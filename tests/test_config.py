@@ -2,19 +2,21 @@
 
 import pytest
 
-from i2icurate.config import DISCOVER, reject_options_on_resume, resolve
+from i2icurate.config import DISCOVER, SCRATCH_K, reject_options_on_resume, resolve
 from i2icurate.errors import UserError
 
 
 def test_defaults_are_the_reference_schedule():
     cfg = resolve("discover")
-    assert (cfg["k"], cfg["img_size"], cfg["batch_size"], cfg["iters"], cfg["style_dim"]) == (10, 128, 32, 200_000, 128)
+    assert (cfg["k"], cfg["img_size"], cfg["batch_size"], cfg["iters"], cfg["style_dim"]) == ("auto", 128, 32, 200_000,
+                                                                                              128)
     assert cfg["warmup_frac"] * cfg["iters"] == pytest.approx(65_000)
 
 
 def test_preset_then_explicit_override():
     cfg = resolve("discover", "tiny", iters=50, k=None)
-    assert cfg["img_size"] == 32 and cfg["iters"] == 50 and cfg["k"] == DISCOVER["k"].default
+    assert cfg["img_size"] == 32 and cfg["iters"] == 50 and cfg["k"] == SCRATCH_K  # k=None: not given, the preset's
+    assert DISCOVER["k"].default == "auto"
 
 
 def test_unknown_option_suggests_the_close_name():

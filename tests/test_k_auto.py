@@ -20,7 +20,7 @@ from i2icurate.commands.auto_k import (
     sweep_k,
 )
 from i2icurate.commands.discover import discover
-from i2icurate.config import resolve
+from i2icurate.config import SCRATCH_K, resolve
 from i2icurate.engines.features import cached_features
 from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.tunit import build_guiding
@@ -127,7 +127,7 @@ def test_labelled_clusters_are_a_lower_bound(tmp_path):
 
 
 def test_k_option_takes_a_number_or_auto(capsys):
-    assert resolve("discover", k="auto")["k"] == "auto" and resolve("discover", k="7")["k"] == 7
+    assert resolve("discover")["k"] == "auto" and resolve("discover", k="7")["k"] == 7  # auto is the default
     assert resolve("discover", k_range="3:9")["k_range"] == "3:9"
     with pytest.raises(UserError, match="--k: 1 is below the minimum 2"):
         resolve("discover", k=1)
@@ -143,12 +143,23 @@ def test_k_auto_on_a_from_scratch_trunk_is_a_one_line_error(animal_folder, tmp_p
     assert run_folders(tmp_path) == []
 
 
+def test_without_k_a_from_scratch_trunk_trains_with_ten_clusters(animal_folder, tmp_path, capsys):
+    """-k auto is only the default: a from-scratch trunk has no features to choose K from, so it takes SCRATCH_K."""
+    folder = copy_images(animal_folder, tmp_path / "twelve", 12)
+    code, out, _ = cli(capsys, "discover", str(folder), *TOY, "--iters", "2", "--project", str(tmp_path / "runs"))
+    assert code == 0 and "-k auto" not in out and f"K={SCRATCH_K}" in out
+    (run,) = run_folders(tmp_path / "runs")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["k"] == SCRATCH_K and "k_auto" not in cfg and not (run / K_SWEEP_CSV).exists()
+
+
 def test_resume_and_from_reuse_the_chosen_k(animal_folder, tmp_path, capsys, monkeypatch):
     folder = copy_images(animal_folder, tmp_path / "twelve", 12)
     project = tmp_path / "runs"
     ctrl_c_after_step(monkeypatch, 3)
-    code, out, _ = cli(capsys, "discover", str(folder), "-k", "auto", *TOY_PRE, "--project", str(project))
+    code, out, _ = cli(capsys, "discover", str(folder), *TOY_PRE, "--project", str(project))  # no -k: auto
     assert code == 130 and "-k auto: K=" in out
+    assert "choosing K" in out.split("-k auto: K=")[0]  # the plan line, before the sweep, counts its time
     monkeypatch.undo()
     (run,) = run_folders(project)
     assert [int(r["k"]) for r in read_csv(run / K_SWEEP_CSV)] == [2, 3, 4, 5, 6]  # clipped: 12 images

@@ -30,9 +30,10 @@ QUIET = Console(quiet=True)
 
 
 def test_default_discover_prints_its_plan_and_fills_every_cluster(animal_folder, tmp_path, capsys):
-    main(["discover", str(animal_folder), *TOY, "--project", str(tmp_path / "runs"), "--eval-labels", "folders"])
+    main(["discover", str(animal_folder), "-k", "10", *TOY, "--project", str(tmp_path / "runs"), "--eval-labels",
+          "folders"])
     out = capsys.readouterr().out
-    assert "plan: 200 images, efficientnet-lite0 trunk at 32 px" in out
+    assert "plan: 200 images, efficientnet-lite0 trunk at 32 px" in out and "choosing K" not in out  # K was given
     assert out.index("plan:") < out.index("TUNIT:")  # printed before training starts
     run = tmp_path / "runs" / "discover" / "exp1"
     cfg = json.loads((run / "config.json").read_text())

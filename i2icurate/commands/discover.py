@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
-from i2icurate.config import AUTO, reject_options_on_resume, resolve
+from i2icurate.config import AUTO, SCRATCH_K, reject_options_on_resume, resolve
 from i2icurate.curation.changes import anchor_targets, corrects_clusters, parent_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
@@ -145,6 +145,8 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     cfg = resolve("discover", preset, defaults=plan, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
+    if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg) and options.get("k") is None:
+        cfg["k"] = SCRATCH_K  # -k auto by default only: an explicit -k auto on this trunk is an error
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
         raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is trained "
                         "from scratch, so give -k N (or drop --backbone/--preset for the default trunk)")
