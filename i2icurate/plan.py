@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from i2icurate.config import AUTO
+
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
 MIN_HEAD_STEPS, MAX_HEAD_STEPS = 500, 5000
 # Seconds per unit on 2 CPU threads, measured alone on the 2-core development machine (bench/RESULTS.md, cluster
@@ -77,7 +79,7 @@ def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -
         "generator": (cfg["iters"] - warmup) * cost["gan_step"] * gan_factor,
         "export": n_images * cost["trunk"] * size_factor + 0.004 * n_images,
     }
-    if cfg["k"] == "auto":  # k-means over the range, then 3 candidate Ks x (data, reference) head trainings
+    if cfg["k"] == AUTO:  # k-means over the range, then 3 candidate Ks x (data, reference) head trainings
         from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
         trainings = 2 * (2 * REFINE_RADIUS + 1)
