@@ -79,11 +79,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 TRAINS = True
-# The CPU plan's networks (translate_plan.py) and their measured cost at 64 px: 0.30 s per iteration on one thread
-# of the 2-core development machine, alone, EMA included (0.16 s on two; bench/RESULTS.md, 2026-11-29).
+# The CPU plan's networks (translate_plan.py) and their cost at 64 px per iteration of a whole run, samples and
+# checkpoints included: 0.22 s on two threads of the 2-core development machine, alone (10,100 iterations took
+# 36.8 min), i.e. 0.36 s on one (a timed step alone: 0.27 s and 0.16 s; bench/RESULTS.md, 2026-11-29).
 CPU_PLAN: dict[str, Any] = {"ngf": 16, "ndf": 16, "n_blocks": 4, "nce_layers": "0,4,8,12", "reg_layers": "0,1,2,3",
                             "num_patches": 64, "reg": 1e-4, "batch_size": 4}
-CPU_STEP_S = 0.30
+CPU_STEP_S = 0.36
 
 JITTER = 30 / 256  # the reference resizes to 286 and crops 256
 PREVIEW = 8
