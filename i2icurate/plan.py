@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from i2icurate.config import AUTO
+from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
 MIN_HEAD_STEPS, MAX_HEAD_STEPS = 500, 5000
@@ -80,8 +81,6 @@ def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -
         "export": n_images * cost["trunk"] * size_factor + 0.004 * n_images,
     }
     if cfg["k"] == AUTO:  # k-means over the range, then 3 candidate Ks x (data, reference) head trainings
-        from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
-
         trainings = 2 * (2 * REFINE_RADIUS + 1)
         steps = head_steps(min(n_images, REFINE_SAMPLE), cfg["head_batch"])
         out["k_choice"] = cost["k_sweep"] + trainings * steps * cost["k_step"]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 CPU_IMG_SIZE = 64
-# training time the CPU plan aims at on 2 threads: 30 minutes give SRUNIT about 10,000 iterations; 8,000 were
+# training time the CPU plan aims at on 2 threads: 30 minutes give SRUNIT about 8,400 iterations; 8,000 were
 # what it took to beat the untranslated input on KID, FID and paired L1, 5,000 were not enough (bench/RESULTS.md)
 CPU_BUDGET_S = 30 * 60
 MIN_ITERS, MAX_ITERS = 200, 20_000

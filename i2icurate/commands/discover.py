@@ -145,11 +145,11 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     cfg = resolve("discover", preset, defaults=plan, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
-    if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg) and options.get("k") is None:
-        cfg["k"] = SCRATCH_K  # -k auto by default only: an explicit -k auto on this trunk is an error
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
-        raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is trained "
-                        "from scratch, so give -k N (or drop --backbone/--preset for the default trunk)")
+        if options.get("k") is not None:  # asked for; auto only by default falls back to SCRATCH_K
+            raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is "
+                            "trained from scratch, so give -k N (or drop --backbone/--preset for the default trunk)")
+        cfg["k"] = SCRATCH_K
     if uses_pretrained_trunk(cfg):
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
     new_cluster = None

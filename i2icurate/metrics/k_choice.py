@@ -37,7 +37,7 @@ SUBSAMPLE = 0.8  # share of the sample each of a pair is fitted on
 GRAPH_KNN = 10  # neighbours per image in the graph of the eigengap
 REFINE_RADIUS = 1  # the heads judge the k-means choice and the Ks this far from it
 REFINE_SAMPLE = 20_000  # images the heads are trained on, at most (their updates are capped by the plan anyway)
-CRITERIA = ("head_agreement_excess", "stability_excess", "stability", "silhouette", "eigengap")
+CRITERIA = ("stability_excess", "stability", "silhouette", "eigengap")  # the sweep's; refine adds the heads'
 SWEEP_RULE = "largest stability excess over a cluster-free reference (Clest)"
 RULE = ("largest excess of the class heads' agreement over a cluster-free reference, among the K of the largest "
         "k-means stability excess (Clest) and its neighbours")
