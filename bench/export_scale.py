@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,12 +214,26 @@ def _timed(module: Any, name: str, key: str, times: dict[str, float]) -> None:
     setattr(module, name, wrapper)
 
 
-def warm_up_umap() -> None:
-    """Compile UMAP's numba functions before timing (the first call in a process spends ~10-30 s compiling)."""
+UMAP_EXACT_BELOW = 4096  # umap-learn finds neighbours exactly below this many rows, with pynndescent above
+
+
+def warm_up_umap(rows: int) -> None:
+    """Compile the numba functions a UMAP of `rows` rows will use, before timing: the exact-neighbour path, and
+    pynndescent's NN-descent path too from UMAP_EXACT_BELOW rows on (on a fresh numba cache it took ~50 s of a
+    5,000-row UMAP on the first GPU lease, bench/RESULTS.md; not all of it is cached on disk)."""
+    import umap
+
     from i2icurate.export.visuals import umap_2d
 
-    umap_2d(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32), seed=0, fit_max_rows=200,
-            sample_rows=100)
+    rng = np.random.default_rng(0)
+    umap_2d(rng.normal(size=(300, 8)).astype(np.float32), seed=0, fit_max_rows=200, sample_rows=100)
+    if rows < UMAP_EXACT_BELOW:
+        return
+    approx = rng.normal(size=(400, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", as umap_2d silences it
+        reducer = umap.UMAP(n_components=2, random_state=0, force_approximation_algorithm=True).fit(approx[:300])
+        reducer.transform(approx[300:])
 
 
 def child_export(run: Path) -> dict[str, Any]:
@@ -227,7 +242,8 @@ def child_export(run: Path) -> dict[str, Any]:
 
     import i2icurate.export.pipeline as pipeline
 
-    warm_up_umap()
+    with open(run / "images.csv", encoding="utf-8") as rows:
+        warm_up_umap(sum(1 for _ in rows) - 1)
     times: dict[str, float] = {}
     for name, key in [("embed_to_npy", "embed"), ("build_index", "index"), ("knn_outlier_scores", "outliers"),
                       ("_write_umap", "umap"), ("write_assignments", "csv")]:
@@ -248,8 +264,8 @@ def child_faiss_umap(path: Path, seed: int) -> dict[str, Any]:
     from i2icurate.export.neighbors import build_index, knn_outlier_scores, use_gpu_faiss
     from i2icurate.export.visuals import umap_2d
 
-    warm_up_umap()
     x = np.load(path, mmap_mode="r")
+    warm_up_umap(len(x))
     out: dict[str, Any] = {"rss_before": PeakMemory.status_bytes("VmRSS"), "gpu_faiss": use_gpu_faiss()}
     with PeakMemory() as memory:
         start = time.perf_counter()
