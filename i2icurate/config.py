@@ -152,7 +152,7 @@ DISCOVER = _opts(
     Option("w_sty", 0.01, "Generator style-contrastive weight.", float, 0.0),
     Option("w_r1", 10.0, "R1 penalty weight on real images.", float, 0.0),
     Option("w_sup", 1.0, "Cross-entropy weight on labelled images (semi-supervised runs).", float, 0.0),
-    Option("w_anchor", 1.0, "Retraining from a reviewed run (--labels with --from): cross-entropy weight pulling the "
+    Option("w_anchor", 2.0, "Retraining from a reviewed run (--labels with --from): cross-entropy weight pulling the "
            "unlabelled images of clusters no label touched toward their cluster in that run.", float, 0.0),
     Option("lr_e", 1e-4, "Guiding network learning rate (Adam).", float, 0.0),
     Option("wd_e", 1e-3, "Guiding network weight decay.", float, 0.0),
