@@ -42,6 +42,19 @@ def test_touched_clusters_and_anchors_follow_the_labels():
     assert touched_clusters(before, {"e": "exclude"}) == set()
 
 
+def test_the_least_confident_share_of_an_untouched_cluster_stays_free():
+    before = {f"p{i}": 0 for i in range(10)} | {f"q{i}": 1 for i in range(5)} | {"r": 2}
+    confidence = {f"p{i}": 0.5 + i / 20 for i in range(10)} | {f"q{i}": 0.99 for i in range(5)} | {"r": 0.1}
+    paths = list(before)
+    given = {"q0": "cluster_2"}  # touches 1 and 2: only cluster 0 is anchored
+    anchors = anchor_targets(before, given, paths, confidence, free_share=0.2)
+    held = dict(zip(paths, anchors.tolist(), strict=True))
+    assert [held[f"p{i}"] for i in range(10)] == [-1, -1] + [0] * 8  # its 2 least sure of 10 are free
+    assert all(held[p] == -1 for p in paths if before[p] != 0)
+    assert anchor_targets(before, given, paths, confidence, free_share=0.0).tolist() == anchor_targets(
+        before, given, paths).tolist()
+
+
 def _retrain(parent, folder, tmp_path, labels, name, w_anchor, iters=300):
     """A heads-only retrain `--from parent`, with these (path, label) rows as labels.csv (None: no labels file)."""
     given = {}
@@ -175,3 +188,20 @@ def test_new_cluster_labels_form_one_new_cluster(pretrained_run, animal_folder, 
     # before (K rows) -> after (K+1 columns); count_matrix_png's cells are 34 px, its margins 68 and 94 px
     with Image.open(run / CHANGES_PNG) as png:
         assert ((png.width - 68) / 34, (png.height - 94) / 34) == (k + 1, k)
+
+
+def test_a_retrain_frees_the_share_its_config_names(tmp_path):
+    from i2icurate.commands.discover import review_anchors
+    from i2icurate.data.domains import LABELS_CSV
+
+    parent, run = tmp_path / "parent", tmp_path / "run"
+    parent.mkdir(), run.mkdir()
+    paths = [f"c{c}/{i}.png" for c in range(2) for i in range(20)]
+    write_csv(parent / "assignments.csv", ["path", "cluster", "confidence"],
+              [(p, p[1], f"{0.5 + int(p.split('/')[1][:-4]) / 40:.3f}") for p in paths])
+    write_csv(run / LABELS_CSV, ["path", "label", "source", "time"], [("c1/0.png", "cluster_1", "human", "t")])
+    cfg = {"from_run": str(parent), "w_anchor": 2.0}
+    held = review_anchors(run, cfg, paths, QUIET)
+    assert held.tolist() == [0] * 20 + [-1] * 20  # cluster 1 is touched; all of cluster 0 is held
+    held = review_anchors(run, {**cfg, "anchor_free_share": 0.25}, paths, QUIET)
+    assert held.tolist() == [-1] * 5 + [0] * 15 + [-1] * 20  # its 5 least confident images are free

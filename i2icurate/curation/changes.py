@@ -2,7 +2,8 @@
 
 Retraining from a reviewed run (`discover --labels labels.csv --from RUN`) must move what the labels name and little
 else. Every unlabelled image whose parent cluster no label touched (no labelled image in it and no label pointing to
-it) is *anchored*: the heads get a cross-entropy term toward its parent cluster (`--w-anchor`). Touched clusters,
+it) is *anchored*: the heads get a cross-entropy term toward its parent cluster (`--w-anchor`), except the least
+confident share of each such cluster (`--anchor-free-share`), which may follow the labels. Touched clusters,
 targets of labels and new clusters stay free to change. An `exclude` only takes its image out of the training set: it
 touches no cluster, and a review made only of exclusions anchors nothing (it moves nothing that needs holding), so
 its retrain is the unlabelled continuation less those images. `new_cluster` labels touch the clusters their images
@@ -59,14 +60,30 @@ def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
     return touched
 
 
-def anchor_targets(before: dict[str, int], given: dict[str, str], paths: list[str]) -> np.ndarray:
-    """Per image of `paths`: its parent cluster if it is unlabelled and that cluster untouched, else -1."""
+def parent_confidence(parent: Path) -> dict[str, float]:
+    """path -> the confidence of its cluster in a finished run's assignments."""
+    return {row["path"]: float(row["confidence"]) for row in read_csv(parent / "assignments.csv")}
+
+
+def anchor_targets(before: dict[str, int], given: dict[str, str], paths: list[str],
+                   confidence: dict[str, float] | None = None, free_share: float = 0.0) -> np.ndarray:
+    """Per image of `paths`: its parent cluster if it is unlabelled and that cluster untouched, else -1. With
+    `confidence` (the parent's, per path), the `free_share` least confident images of each untouched cluster stay
+    free (-1) as well, so that a review can draw at most that share of a cluster it did not touch."""
     touched = touched_clusters(before, given)
     anchors = np.full(len(paths), -1, dtype=np.int64)
     for i, path in enumerate(paths):
         cluster = before.get(path)
         if cluster is not None and path not in given and cluster not in touched:
             anchors[i] = cluster
+    if confidence is None or free_share <= 0:
+        return anchors
+    sureness = np.array([confidence.get(path, 1.0) for path in paths])
+    sizes = Counter(before.values())  # the share is of the whole parent cluster
+    for cluster in np.unique(anchors[anchors >= 0]):
+        members = np.flatnonzero(anchors == cluster)
+        free = members[np.argsort(sureness[members], kind="stable")][: int(free_share * sizes[int(cluster)])]
+        anchors[free] = -1
     return anchors
 
 
