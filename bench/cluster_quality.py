@@ -38,7 +38,7 @@ from rich.table import Table
 from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.commands.discover import discover
-from i2icurate.data.demo import DATASETS, LOADERS, write_demo_images
+from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.data.labels import folder_labels
 from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
@@ -48,13 +48,14 @@ from i2icurate.runs import read_csv, read_json
 CONTENT_SETS = DATASETS  # classes differ in what images show
 ALL_SETS = (*CONTENT_SETS, *STYLE_SETS)  # style sets: classes differ in how images look (bench/style_sets.py)
 MIXED = "mixed"
-TRUE_K = {"animal-mnist": 10, "mnist-5k": 10, MIXED: 2}
+TRUE_K = {"animal-mnist": 10, "mnist-5k": 10, "digits": 10, MIXED: 2}
+MIXED_SOURCES = ("animal-mnist", "mnist-5k")
 
 
 def write_mixed(out: Path, per_class: int | None) -> Path:
     """`out/<source>/<class>/*.png`: `per_class` (default 100) images of every class of both demo sets, so the folder
     labels are the two sources and the class folders below them the 20 classes."""
-    for dataset in LOADERS:
+    for dataset in MIXED_SOURCES:
         write_demo_images(out / dataset, dataset, per_class or 100)
     return out
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from i2icurate.data.demo import load_animal_mnist, load_mnist_5k
+from i2icurate.data.demo import load_animal_mnist, load_digits, load_mnist_5k, write_demo_images
 from i2icurate.export.neighbors import build_index, knn_outlier_scores, save_index, use_gpu_faiss
 from i2icurate.metrics.clustering import cluster_accuracy, clustering_scores, kmeans_labels
 
@@ -71,6 +71,17 @@ def test_kmeans_on_raw_mnist_pixels_beats_chance(mnist_1k):
     assert pred.shape == (1000,) and pred.min() >= 0 and pred.max() < 10
     assert cluster_accuracy(labels, pred) > 0.4
     np.testing.assert_array_equal(pred, kmeans_labels(images.reshape(len(images), -1) / 255.0, k=10, seed=0))
+
+
+def test_the_digits_set_is_real_and_written_as_class_folders(tmp_path):
+    images, labels, names = load_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == np.uint8 and images.max() == 255
+    assert np.bincount(labels).min() >= 170 and names == tuple("0123456789")
+    pred = kmeans_labels(images.reshape(len(images), -1) / 255.0, k=10, seed=0)
+    assert cluster_accuracy(labels, pred) > 0.6  # pixels already separate most digits: real digits, not noise
+    folder = write_demo_images(tmp_path / "digits", "digits", per_class=3)
+    assert sorted(p.name for p in folder.iterdir()) == list(names)
+    assert len(list(folder.glob("*/*.png"))) == 30
 
 
 def test_outlier_score_finds_far_vector(mnist_1k):

@@ -14,7 +14,7 @@ from PIL import Image
 from i2icurate.errors import UserError
 
 ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
-DATASETS = ("animal-mnist", "mnist-5k")
+DATASETS = ("animal-mnist", "mnist-5k", "digits")
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -43,7 +43,17 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     return pixels.reshape(-1, 28, 28).astype(np.uint8), labels, tuple(str(d) for d in range(10))
 
 
-LOADERS = {"animal-mnist": load_animal_mnist, "mnist-5k": load_mnist_5k}
+def load_digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """scikit-learn's 1,797 handwritten digits (UCI optical recognition set: 8 x 8 block counts 0..16 of 32 x 32
+    bitmaps by 43 writers) as (N, 8, 8) uint8 scaled to 0..255, with labels 0..9."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)
+    return images, bunch.target.astype(np.int64), tuple(str(d) for d in range(10))
+
+
+LOADERS = {"animal-mnist": load_animal_mnist, "mnist-5k": load_mnist_5k, "digits": load_digits}
 
 
 def write_demo_images(out_dir: str | Path, dataset: str = "animal-mnist", per_class: int | None = None) -> Path:
