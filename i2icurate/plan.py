@@ -4,8 +4,9 @@
 - on a CPU: 32 px images for the generator and discriminator (small widths), the trunk reading 64 px, and a
   generator phase sized so that 10,000 images finish in about a quarter of an hour on 2 cores;
 - on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations.
-The class heads train for about 200 passes over the cached features either way: they cost seconds (2,000 updates
-take 30 s on one CPU thread), and 40 passes left them unconverged (bench/RESULTS.md). Every value is an ordinary
+The class heads train for about 200 passes over the cached features either way, and at least 2,000 updates on small
+folders: they cost seconds (2,000 updates take 30 s on one CPU thread), and 40 passes left them unconverged
+(bench/RESULTS.md). Every value is an ordinary
 option: an explicit flag wins over the plan, and `--preset full` is the paper's schedule.
 
 The time estimate uses per-image costs measured on the development machine (a 2-core AMD EPYC; bench/RESULTS.md)
@@ -24,6 +25,9 @@ from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
 MIN_HEAD_STEPS, MAX_HEAD_STEPS = 500, 5000
+# measured: on the 1,797 scikit-learn digits 702 updates (200 passes) left ACC 2.3 points below 2,000 updates, and a
+# review's unlabelled control moved 11.5 % of a cluster on its own (bench/RESULTS.md); 2,000 cost ~40 s on a CPU
+PLAN_MIN_HEAD_STEPS = 2000
 # Seconds per unit on 2 CPU threads, measured alone on the 2-core development machine (bench/RESULTS.md, cluster
 # quality with the pretrained trunk: 10,000 images in 7 min 22 s); the GPU figures are rough guesses until measured.
 # k_step: one update of the heads -k auto trains per candidate K (no style head, no EMA; 4.7 ms on one CPU thread,
@@ -35,16 +39,16 @@ GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step
 CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
 
 
-def head_steps(n_images: int, head_batch: int) -> int:
-    """About HEAD_EPOCHS passes over the folder in batches of `head_batch`, between MIN_HEAD_STEPS and
-    MAX_HEAD_STEPS updates."""
-    return int(min(MAX_HEAD_STEPS, max(MIN_HEAD_STEPS, math.ceil(HEAD_EPOCHS * n_images / head_batch))))
+def head_steps(n_images: int, head_batch: int, minimum: int = MIN_HEAD_STEPS) -> int:
+    """About HEAD_EPOCHS passes over the folder in batches of `head_batch`, between `minimum` and MAX_HEAD_STEPS
+    updates."""
+    return int(min(MAX_HEAD_STEPS, max(minimum, math.ceil(HEAD_EPOCHS * n_images / head_batch))))
 
 
 def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, threads: int | None = None,
                   ) -> dict[str, Any]:
     """Option values of the default schedule for `device` and a folder of `n_images` images."""
-    heads = head_steps(n_images, head_batch)
+    heads = head_steps(n_images, head_batch, PLAN_MIN_HEAD_STEPS)
     if device.type == "cuda":
         gan = 10_000
         plan: dict[str, Any] = {"img_size": 128, "backbone_size": 128, "batch_size": 32}
