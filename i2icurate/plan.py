@@ -6,8 +6,8 @@
 - on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations.
 The class heads train for about 200 passes over the cached features either way, and at least 2,000 updates on small
 folders: they cost seconds (2,000 updates take 30 s on one CPU thread), and 40 passes left them unconverged
-(bench/RESULTS.md). Every value is an ordinary
-option: an explicit flag wins over the plan, and `--preset full` is the paper's schedule.
+(bench/RESULTS.md). Every value is an ordinary option: an explicit flag wins over the plan, and `--preset full` is
+the paper's schedule.
 
 The time estimate uses per-image costs measured on the development machine (a 2-core AMD EPYC; bench/RESULTS.md)
 and on the reference GPU, scaled by the thread count; it is a guide, printed so a user can stop early.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from rich.console import Console
 
-from i2icurate.commands.discover import discover, grown_weights
+from i2icurate.commands.discover import discover, grown_weights, review_anchors
 from i2icurate.curation.changes import (
     CHANGES_CSV,
     CHANGES_PNG,
@@ -19,6 +19,7 @@ from i2icurate.curation.changes import (
     corrects_clusters,
     touched_clusters,
 )
+from i2icurate.data.domains import LABELS_CSV
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.heads import HeadPhase, scan_loss
@@ -191,11 +192,9 @@ def test_new_cluster_labels_form_one_new_cluster(pretrained_run, animal_folder, 
 
 
 def test_a_retrain_frees_the_share_its_config_names(tmp_path):
-    from i2icurate.commands.discover import review_anchors
-    from i2icurate.data.domains import LABELS_CSV
-
     parent, run = tmp_path / "parent", tmp_path / "run"
-    parent.mkdir(), run.mkdir()
+    parent.mkdir()
+    run.mkdir()
     paths = [f"c{c}/{i}.png" for c in range(2) for i in range(20)]
     write_csv(parent / "assignments.csv", ["path", "cluster", "confidence"],
               [(p, p[1], f"{0.5 + int(p.split('/')[1][:-4]) / 40:.3f}") for p in paths])
