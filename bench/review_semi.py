@@ -46,23 +46,25 @@ from i2icurate.runs import read_csv, read_json, write_csv
 
 
 def class_to_cluster(truth: list[str], clusters: np.ndarray) -> dict[str, int]:
-    """The cluster each true class is matched to (Hungarian on the contingency table, as for ACC)."""
+    """The cluster each true class is matched to (Hungarian on the contingency table, as for ACC); with fewer
+    clusters than classes, the unmatched classes are absent (a reviewer has no cluster to name for them)."""
     classes = sorted(set(truth))
     k = int(clusters.max()) + 1
     counts = np.zeros((len(classes), max(k, len(classes))), dtype=np.int64)
     for t, c in zip(truth, clusters, strict=True):
         counts[classes.index(t), c] += 1
     rows, cols = linear_sum_assignment(-counts)
-    return {classes[r]: int(c) for r, c in zip(rows, cols, strict=True)}
+    return {classes[r]: int(c) for r, c in zip(rows, cols, strict=True) if c < k}
 
 
 Reviewer = Callable[[list[dict[str, str]], list[str], np.ndarray, np.ndarray, dict[str, int]], list[tuple[str, str]]]
 
 
 def lowest(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
-    """The lowest-confidence `share` of images, each labelled with its true class's cluster."""
+    """The lowest-confidence `share` of images, each labelled with its true class's cluster (those of a class without
+    one left unlabelled)."""
     chosen = np.argsort(confidence)[: max(1, int(round(share * len(rows))))]
-    return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen]
+    return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen if truth[i] in mapping]
 
 
 def least_confident(truth, clusters, confidence, cls: str, cluster: int, handful: int) -> list[int]:
@@ -75,7 +77,7 @@ def most_merged(truth, clusters, confidence, mapping, handful: int) -> tuple[str
     `handful` lowest-confidence images in that cluster; (None, []) when every cluster is pure."""
     best = (0, None, None)
     for c in sorted(set(clusters.tolist())):
-        foreign = [t for t, cc in zip(truth, clusters, strict=True) if cc == c and mapping[t] != c]
+        foreign = [t for t, cc in zip(truth, clusters, strict=True) if cc == c and mapping.get(t, c) != c]
         if foreign:
             cls, count = max(((t, foreign.count(t)) for t in set(foreign)), key=lambda x: (x[1], x[0]))
             best = max(best, (count, c, cls), key=lambda x: x[0])
@@ -124,7 +126,7 @@ def half(rows, truth, clusters, confidence, mapping, share: float = 0.05, handfu
     k = int(clusters.max()) + 1
     inside = np.flatnonzero(clusters < k // 2)
     chosen = inside[np.argsort(confidence[inside])][: max(1, int(round(share * len(inside))))]
-    return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen]
+    return [(rows[i]["path"], f"cluster_{mapping[truth[i]]}") for i in chosen if truth[i] in mapping]
 
 
 def exclude(rows, truth, clusters, confidence, mapping, share: float = 0.05, handful: int = 10):
