@@ -16,7 +16,6 @@ from i2icurate.curation.changes import (
     CHANGES_CSV,
     CHANGES_PNG,
     anchor_targets,
-    corrects_clusters,
     touched_clusters,
 )
 from i2icurate.data.domains import LABELS_CSV
@@ -38,8 +37,6 @@ def test_touched_clusters_and_anchors_follow_the_labels():
     assert touched_clusters(before, given) == {0, 4}
     anchors = anchor_targets(before, given, ["a", "b", "c", "d", "e", "f", "new"])
     assert anchors.tolist() == [-1, -1, 1, 2, -1, 3, -1]  # the excluded e is not anchored; f keeps cluster 3
-    assert corrects_clusters(given)
-    assert not corrects_clusters({"e": "exclude", "f": "exclude"})
     assert touched_clusters(before, {"e": "exclude"}) == set()
 
 
@@ -131,19 +128,18 @@ def test_excluded_images_leave_every_head_loss_and_nothing_else(pretrained_run):
     assert masked.head_scores() != full.head_scores()
 
 
-def test_an_exclude_only_review_retrains_as_the_unlabelled_continuation(pretrained_run, animal_folder, tmp_path):
+def test_an_exclude_only_review_keeps_every_cluster(pretrained_run, animal_folder, tmp_path):
     before = {r["path"]: int(r["cluster"]) for r in read_csv(pretrained_run / "assignments.csv")}
     excluded = sorted(before)[::40]  # 5 images
-    control = _retrain(pretrained_run, animal_folder, tmp_path, None, "control", 1.0, iters=60)
-    run = _retrain(pretrained_run, animal_folder, tmp_path, [(p, "exclude") for p in excluded], "excl", 1.0,
+    run = _retrain(pretrained_run, animal_folder, tmp_path, [(p, "exclude") for p in excluded], "excl", 2.0,
                    iters=60)
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert not any("loss/anchor_ce" in s for s in stats)  # nothing to hold: no anchors
-    mine = {r["path"]: int(r["cluster"]) for r in read_csv(run / "assignments.csv")}
-    theirs = {r["path"]: int(r["cluster"]) for r in read_csv(control / "assignments.csv")}
-    rest = [p for p in before if p not in excluded]
-    same = sum(mine[p] == theirs[p] for p in rest) / len(rest)
-    assert same >= 0.95, same  # same batches and draws as the control, less the excluded images
+    assert all("loss/anchor_ce" in s for s in stats)  # no cluster was touched: every one is held
+    after = {r["path"]: int(r["cluster"]) for r in read_csv(run / "assignments.csv")}
+    for cluster in set(before.values()):
+        members = [p for p, c in before.items() if c == cluster and p not in excluded]
+        kept = sum(after[p] == cluster for p in members) / len(members)
+        assert kept >= 0.9, (cluster, kept)
 
 
 def test_grown_weights_keep_the_parent_rows_and_add_one():

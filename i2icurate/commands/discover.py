@@ -17,7 +17,7 @@ from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import AUTO, SCRATCH_K, reject_options_on_resume, resolve
-from i2icurate.curation.changes import anchor_targets, corrects_clusters, parent_clusters, parent_confidence
+from i2icurate.curation.changes import anchor_targets, parent_clusters, parent_confidence
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
@@ -231,13 +231,12 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console,
 
 
 def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Console) -> np.ndarray | None:
-    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched
-    (None when the review only excludes images: nothing moves that needs holding)."""
+    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched,
+    less each such cluster's least confident share. An exclusion touches no cluster, so a review of exclusions alone
+    anchors every cluster: the clusters stay as they were, less the excluded images."""
     if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
         return None
     given = read_labels(run / LABELS_CSV)
-    if not corrects_clusters(given):
-        return None
     parent = Path(cfg["from_run"])
     share = cfg.get("anchor_free_share", 0.0)
     anchors = anchor_targets(parent_clusters(parent), given, paths, parent_confidence(parent) if share > 0 else None,
