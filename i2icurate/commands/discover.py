@@ -17,7 +17,7 @@ from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
 from i2icurate.config import AUTO, SCRATCH_K, reject_options_on_resume, resolve
-from i2icurate.curation.changes import anchor_targets, parent_clusters, parent_confidence
+from i2icurate.curation.changes import anchor_targets, parent_assignments
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
@@ -237,10 +237,8 @@ def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Co
     if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
         return None
     given = read_labels(run / LABELS_CSV)
-    parent = Path(cfg["from_run"])
-    share = cfg.get("anchor_free_share", 0.0)
-    anchors = anchor_targets(parent_clusters(parent), given, paths, parent_confidence(parent) if share > 0 else None,
-                             share)
+    before, confidence = parent_assignments(Path(cfg["from_run"]))
+    anchors = anchor_targets(before, given, paths, confidence, cfg.get("anchor_free_share", 0.0))
     held = sorted(set(anchors[anchors >= 0].tolist()))
     console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster in the {len(held)} clusters no "
                   "label touched" + (f" ({', '.join(map(str, held))})" if held else ""))

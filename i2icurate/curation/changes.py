@@ -33,11 +33,17 @@ CHANGES_CSV = "changes.csv"
 CHANGES_PNG = "changes.png"
 
 
-def parent_clusters(parent: Path) -> dict[str, int]:
-    """path -> cluster of a finished run's assignments."""
+def parent_assignments(parent: Path) -> tuple[dict[str, int], dict[str, float]]:
+    """path -> cluster and path -> its confidence, from one read of a finished run's assignments."""
     if not (parent / "assignments.csv").is_file():
         raise UserError(f"{parent} has no assignments.csv: finish it with `i2icurate discover --resume {parent}`")
-    return {row["path"]: int(row["cluster"]) for row in read_csv(parent / "assignments.csv")}
+    rows = read_csv(parent / "assignments.csv")
+    return {row["path"]: int(row["cluster"]) for row in rows}, {row["path"]: float(row["confidence"]) for row in rows}
+
+
+def parent_clusters(parent: Path) -> dict[str, int]:
+    """path -> cluster of a finished run's assignments."""
+    return parent_assignments(parent)[0]
 
 
 def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
@@ -54,11 +60,6 @@ def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
         except UserError:
             continue  # new_cluster and free-text labels name no existing cluster
     return touched
-
-
-def parent_confidence(parent: Path) -> dict[str, float]:
-    """path -> the confidence of its cluster in a finished run's assignments."""
-    return {row["path"]: float(row["confidence"]) for row in read_csv(parent / "assignments.csv")}
 
 
 def anchor_targets(before: dict[str, int], given: dict[str, str], paths: list[str],
