@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -82,3 +85,13 @@ def pretrained_run(animal_folder, tmp_path_factory) -> Path:
 
     return discover(animal_folder, k=10, project=str(tmp_path_factory.mktemp("pre")), eval_labels="folders",
                     console=Console(quiet=True), **TOY_KW)
+
+
+def load_bench(script: str) -> ModuleType:
+    """A script of bench/ as a module, registered in sys.modules under its stem (dataclasses look it up there)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / script
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_bench
+
 REPO = Path(__file__).resolve().parents[1]
-_SPEC = importlib.util.spec_from_file_location("gpu_suite", REPO / "bench" / "gpu.py")
-suite = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = suite  # dataclasses look their module up there
-_SPEC.loader.exec_module(suite)
+suite = load_bench("gpu.py")
 
 
 def _gpu_py(*args: str) -> subprocess.CompletedProcess:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from i2icurate.data.domains import NEW_CLUSTER
+from tests.conftest import load_bench
 
-_SPEC = importlib.util.spec_from_file_location(
-    "review_semi", Path(__file__).resolve().parents[1] / "bench" / "review_semi.py"
-)
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = load_bench("review_semi.py")
 
 
 def test_reviewers_of_a_run_with_fewer_clusters_than_classes_name_only_its_clusters():

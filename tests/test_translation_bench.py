@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,12 +9,9 @@ from i2icurate.data.domains import effective_clusters
 from i2icurate.data.imageio import decode_to_array
 from i2icurate.data.scan import scan_folder
 from i2icurate.runs import read_csv, write_csv
+from tests.conftest import load_bench
 
-_SPEC = importlib.util.spec_from_file_location(
-    "translation_quality", Path(__file__).resolve().parents[1] / "bench" / "translation_quality.py"
-)
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = load_bench("translation_quality.py")
 
 
 @pytest.fixture(scope="module")
