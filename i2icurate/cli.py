@@ -84,10 +84,15 @@ def _translate_options() -> list[Option]:
     from i2icurate.commands.translate import model_options
 
     merged = dict(TABLES["translate"])
+    owners: dict[str, list[str]] = {}
     for name, opts in model_options().items():
+        for key in opts:
+            owners.setdefault(key, []).append(name)
+    for opts in model_options().values():
         for key, opt in opts.items():
-            merged.setdefault(key, Option(opt.name, opt.default, f"({name}) {opt.help}", opt.type, opt.min, opt.max,
-                                          opt.choices))
+            if key not in merged:  # an option several models share is described once, naming all of them
+                merged[key] = Option(opt.name, opt.default, f"({', '.join(owners[key])}) {opt.help}", opt.type,
+                                     opt.min, opt.max, opt.choices)
     return list(merged.values())
 
 

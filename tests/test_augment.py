@@ -4,7 +4,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2icurate.data.augment import AugmentSpec, colour_jitter, from_signed_u8, positive_pair, random_affine, to_unit
+from i2icurate.data.augment import (
+    AugmentSpec,
+    colour_jitter,
+    diff_augment,
+    from_signed_u8,
+    positive_pair,
+    random_affine,
+    to_unit,
+)
 
 
 def _batch(folder, n=8, size=32):
@@ -52,3 +60,39 @@ def test_u8_round_trip(animal_folder):
     u8 = _batch(animal_folder)
     signed = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
     assert torch.equal(from_signed_u8(signed), u8)
+
+
+def _shifted(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """image moved so that out[y, x] = image[y + dy, x + dx], zero where that falls outside."""
+    out = torch.zeros_like(image)
+    h, w = image.shape[-2:]
+    out[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+        image[:, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+    return out
+
+
+def test_diff_augment_translation_is_a_whole_pixel_shift(animal_folder):
+    x = to_unit(_batch(animal_folder)) * 2 - 1
+    out = diff_augment(x, torch.Generator().manual_seed(0), translation=0.125, cutout=0.0)
+    for i in range(len(x)):  # each image is one of the shifts of at most 4 px (1/8 of 32), found exactly
+        shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
+        matches = [s for s in shifts if torch.equal(out[i], _shifted(x[i], *s))]
+        assert matches, f"image {i} is not a shift of its input"
+    assert not torch.equal(out, x)
+
+
+def test_diff_augment_cutout_zeroes_one_square_and_passes_gradients(animal_folder):
+    x = (to_unit(_batch(animal_folder)) * 2 - 1).requires_grad_(True)
+    out = diff_augment(x, torch.Generator().manual_seed(1), translation=0.0, cutout=0.5)
+    cut = (out == 0).all(1) & (x != 0).any(1)  # pixels the cutout set to zero
+    for i in range(len(x)):
+        rows, cols = torch.nonzero(cut[i], as_tuple=True)
+        assert len(rows) > 0
+        # one axis-aligned square of at most half the side (smaller where it crosses the border)
+        assert rows.max() - rows.min() < 16 and cols.max() - cols.min() < 16
+        kept = ~(out[i] == 0).all(0)
+        assert torch.equal(out[i][:, kept], x[i][:, kept])
+    out.sum().backward()
+    assert torch.equal(x.grad != 0, out != 0)  # gradient 1 where kept, 0 where cut (no input pixel is exactly 0)
+    same = diff_augment(x, torch.Generator().manual_seed(1), translation=0.0, cutout=0.5)
+    assert torch.equal(out, same)

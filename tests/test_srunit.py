@@ -182,8 +182,9 @@ def test_sr_inactive_first_quarter_then_active(domains, version: str, faithful: 
     assert t.step_count == 4
 
 
-def test_exact_resume(domains) -> None:
-    t = _translator(domains, iters=8)
+@pytest.mark.parametrize("extra", [{}, {"diffaug": 1}])
+def test_exact_resume(domains, extra) -> None:
+    t = _translator(domains, iters=8, **extra)
     for i in range(3):
         t.step(i)
     buffer = io.BytesIO()
@@ -191,7 +192,7 @@ def test_exact_resume(domains) -> None:
     expected = [t.step(3), t.step(4)]  # crosses the LR decay and the end of the crop jitter
 
     buffer.seek(0)
-    resumed = _translator(domains, iters=8)
+    resumed = _translator(domains, iters=8, **extra)
     resumed.load_state_dict(torch.load(buffer, weights_only=False))
     assert resumed.step_count == 3
     assert [resumed.step(3), resumed.step(4)] == expected
@@ -199,6 +200,8 @@ def test_exact_resume(domains) -> None:
         a, b = getattr(t, name).state_dict(), getattr(resumed, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert t.opt_g.param_groups[0]["lr"] == resumed.opt_g.param_groups[0]["lr"] < 2e-4
+    x = _real_batch(domains, 4)
+    assert (t._d_view(x) is x) == (not extra)  # with diffaug the discriminator sees shifted, cut-out views
 
 
 def test_translate_and_samples(domains) -> None:

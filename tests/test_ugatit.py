@@ -146,9 +146,10 @@ def test_short_run_learns(domains) -> None:
     assert translator.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)  # decay starts at iteration 100
 
 
-def test_exact_resume(domains) -> None:
+@pytest.mark.parametrize("extra", [{}, {"cycle_noise": 0.2, "diffaug": 1}])
+def test_exact_resume(domains, extra) -> None:
     a, b = domains
-    cfg = _tiny(iters=4)  # the LR decays during these steps, so the scheduler state matters
+    cfg = _tiny(iters=4, **extra)  # the LR decays during these steps, so the scheduler state matters
     original = ugatit.Translator(cfg, a, b, torch.device("cpu"))
     for i in range(2):
         original.step(i)
@@ -174,3 +175,15 @@ def test_bf16_autocast_step(domains) -> None:
     values = translator.step(0)
     assert all(math.isfinite(v) for v in values.values())
     assert translator.translate(torch.zeros(1, 3, 32, 32)).dtype == torch.float32
+
+
+def test_cycle_noise_and_critic_augmentation(domains) -> None:
+    a, b = domains
+    plain = ugatit.Translator(_tiny(), a, b, torch.device("cpu"))
+    noisy = ugatit.Translator(_tiny(cycle_noise=0.2, diffaug=1), a, b, torch.device("cpu"))
+    x = torch.from_numpy(a[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert plain._cycle_input(x) is x and plain._critic_view(x) is x  # the paper's losses by default
+    assert float((noisy._cycle_input(x) - x).std()) == pytest.approx(0.2, rel=0.05)
+    view = noisy._critic_view(x)
+    assert view.shape == x.shape and not torch.equal(view, x)
+    assert all(math.isfinite(v) for v in noisy.step(0).values())

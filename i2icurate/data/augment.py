@@ -146,3 +146,33 @@ def flip_and_crop(images_u8: Tensor, gen: torch.Generator, jitter: float = 30 / 
     theta[:, 1, 2] = _uniform(gen, b, -shift, shift, device)
     grid = F.affine_grid(theta, list(unit.shape), align_corners=False)
     return to_signed(F.grid_sample(unit, grid, mode="bilinear", padding_mode="border", align_corners=False))
+
+
+def diff_augment(images: Tensor, gen: torch.Generator, translation: float = 0.125, cutout: float = 0.5) -> Tensor:
+    """DiffAugment's translation and cutout (Zhao et al., NeurIPS 2020) of a (B, C, H, W) batch, differentiable.
+
+    Every image is shifted by up to `translation` of its side (zero fill) and has a square of `cutout` of its side
+    zeroed at a random centre, each draw per sample. A discriminator that sees real and generated images only
+    through the same random transforms cannot memorise a small training set; the generator's gradient passes
+    through the transforms. Written here because the two transforms are a dozen lines and kornia, which has them
+    among many others, is not a dependency.
+    """
+    b, _, h, w = images.shape
+    device = images.device
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    keep = torch.ones(b, h, w, dtype=torch.bool, device=device)
+    if translation > 0:
+        reach_y, reach_x = int(h * translation + 0.5), int(w * translation + 0.5)
+        dy = torch.randint(-reach_y, reach_y + 1, (b, 1, 1), generator=gen, device=device)
+        dx = torch.randint(-reach_x, reach_x + 1, (b, 1, 1), generator=gen, device=device)
+        src_y, src_x = rows + dy, cols + dx
+        keep &= (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)
+        index = (src_y.clamp(0, h - 1) * w + src_x.clamp(0, w - 1)).flatten(1)  # (B, H*W)
+        images = images.flatten(2).gather(2, index[:, None].expand(-1, images.shape[1], -1)).view_as(images)
+    if cutout > 0:
+        half_y, half_x = int(h * cutout + 0.5) / 2, int(w * cutout + 0.5) / 2
+        cy = torch.randint(0, h, (b, 1, 1), generator=gen, device=device)
+        cx = torch.randint(0, w, (b, 1, 1), generator=gen, device=device)
+        keep &= ~(((rows - cy).abs() < half_y) & ((cols - cx).abs() < half_x))
+    return images * keep[:, None].to(images.dtype)

@@ -28,7 +28,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import flip_and_crop, to_signed, to_unit
+from i2icurate.data.augment import diff_augment, flip_and_crop, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -57,6 +57,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("lambda_gan", 1.0, "Adversarial (LSGAN) weight.", float, 0.0),
     Option("g_ema", 0.999, "EMA decay of the generator copy used for samples and translation (0 = off).", float,
            0.0, 0.99999),
+    Option("diffaug", 0, "1 = the discriminator sees real and translated images through DiffAugment's translation "
+           "and cutout (small folders: keeps it from memorising the target domain).", int, 0, 1),
 )
 DEFAULTS: dict[str, Any] = {"lr": 2e-4, "batch_size": 1, "iters": 400_000, "decay_frac": 0.5, "img_size": 256}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -163,7 +165,7 @@ class Translator:
         self.batches_a = BatchSource(domain_a, self.sampler_a, device, shard=(dist.rank, dist.world))
         self.batches_b = BatchSource(domain_b, self.sampler_b, device, shard=(dist.rank, dist.world))
         self.gens = {name: torch.Generator(device=device).manual_seed(seed + 2 + k + dist.seed_offset)
-                     for k, name in enumerate(("aug", "patch", "noise"))}
+                     for k, name in enumerate(("aug", "patch", "noise", "diffaug"))}
         self.gens["layer"] = torch.Generator().manual_seed(seed + 5)  # CPU: choosing the SR layer needs no sync
         self.decay_start = cfg["iters"] - int(round(cfg["decay_frac"] * cfg["iters"]))
         self.sr_start = int(round(cfg["inact_frac"] * cfg["iters"]))
@@ -212,6 +214,10 @@ class Translator:
                            self.gens["noise"], faithful=bool(self.cfg["sr_faithful"]),
                            freeze_head=self.cfg["sr_version"] == "v1")
 
+    def _d_view(self, images: Tensor) -> Tensor:
+        """What the discriminator sees: the images, or their DiffAugment views with `diffaug`."""
+        return diff_augment(images, self.gens["diffaug"]) if self.cfg.get("diffaug", 0) else images
+
     def step(self, i: int) -> dict[str, float]:
         """One SRUNIT iteration: D on (real B, G(A)), then G and F on LSGAN + PatchNCE (+ reg * L_SR when active)."""
         cfg = self.cfg
@@ -227,7 +233,7 @@ class Translator:
         # 1. discriminator: LSGAN on real B vs. the detached translation, one pass (IN is per image)
         self.D.requires_grad_(True)
         with self._autocast():
-            pred = self.D(torch.cat([fake_b.detach(), real_b]))
+            pred = self.D(self._d_view(torch.cat([fake_b.detach(), real_b])))
         loss_d = lsgan_d_loss(pred[n:], pred[:n])
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -236,7 +242,7 @@ class Translator:
         # 2. generator and patch head
         self.D.requires_grad_(False)
         with self._autocast():
-            pred_fake = self.D(fake_b)
+            pred_fake = self.D(self._d_view(fake_b))
         loss_gan = lsgan_g_loss(pred_fake)
         loss_nce, loss_idt, ids = self._nce(src_taps, out, n)
         loss_g = cfg["lambda_gan"] * loss_gan + (0.5 * (loss_nce + loss_idt) if cfg["nce_idt"] else loss_nce)

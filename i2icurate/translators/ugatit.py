@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import flip_and_crop
+from i2icurate.data.augment import diff_augment, flip_and_crop
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -54,6 +54,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("weight_decay", 1e-4, "Adam weight decay of every network.", float, 0.0),
     Option("g_ema", 0.999, "EMA decay of the generator copies used for samples and translation (0 = off).", float,
            0.0, 0.99999),
+    Option("cycle_noise", 0.0, "Std of Gaussian noise added to a translation before it is mapped back for the cycle "
+           "loss (0 = the paper's): drowns the faint patterns a generator hides to pass the cycle.", float, 0.0, 2.0),
+    Option("diffaug", 0, "1 = the critics see real and translated images through DiffAugment's translation and "
+           "cutout (small folders: keeps them from memorising a domain).", int, 0, 1),
 )
 DEFAULTS: dict[str, Any] = {"lr": 1e-4, "batch_size": 1, "iters": 1_000_000, "decay_frac": 0.5, "img_size": 256}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -153,6 +157,7 @@ class Translator:
             "b": BatchSource(domain_b, self.samplers["b"], device, shard=(dist.rank, dist.world)),
         }
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 2 + dist.seed_offset)
+        self.noise_gen = torch.Generator(device=device).manual_seed(cfg["seed"] + 3 + dist.seed_offset)
         self.step_count = 0
         self._preview: tuple[Tensor, Tensor] | None = None
 
@@ -161,6 +166,19 @@ class Translator:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled)
 
     # ------------------------------------------------------------------ one iteration
+    def _cycle_input(self, fake: Tensor) -> Tensor:
+        """A translation on its way back through the other generator: with `cycle_noise` > 0, plus Gaussian noise
+        (Chu et al. 2017: the cycle can then no longer be met by near-invisible patterns in the translation)."""
+        sigma = self.cfg.get("cycle_noise", 0.0)
+        if sigma <= 0:
+            return fake
+        noise = torch.randn(fake.shape, generator=self.noise_gen, device=fake.device, dtype=fake.dtype)
+        return fake + sigma * noise
+
+    def _critic_view(self, images: Tensor) -> Tensor:
+        """What a critic sees: the images, or their DiffAugment views with `diffaug`."""
+        return diff_augment(images, self.aug_gen) if self.cfg.get("diffaug", 0) else images
+
     def step(self, i: int) -> dict[str, float]:
         """One U-GAT-IT iteration: the four critics, then both generators, on one batch of A and one of B."""
         cfg = self.cfg
@@ -172,10 +190,10 @@ class Translator:
         with self._autocast():
             out, cam_ba, _ = self.G_BA(torch.cat([real_b, real_a]))
             fake_ba, idt_a = out.split([nb, na])
-            out, cam_ab, _ = self.G_AB(torch.cat([real_a, real_b, fake_ba]))
+            out, cam_ab, _ = self.G_AB(torch.cat([real_a, real_b, self._cycle_input(fake_ba)]))
             fake_ab, idt_b, cyc_b = out.split([na, nb, nb])
             cam_ab = cam_ab[: na + nb]
-            cyc_a = self.G_BA(fake_ab)[0]
+            cyc_a = self.G_BA(self._cycle_input(fake_ab))[0]
         fakes = {"GA": fake_ba, "LA": fake_ba, "GB": fake_ab, "LB": fake_ab}
         reals = {"GA": real_a, "LA": real_a, "GB": real_b, "LB": real_b}
 
@@ -185,7 +203,7 @@ class Translator:
         with self._autocast():
             for name in CRITICS:
                 n_real = len(reals[name])
-                logits, cam, _ = self.D[name](torch.cat([reals[name], fakes[name].detach()]))
+                logits, cam, _ = self.D[name](self._critic_view(torch.cat([reals[name], fakes[name].detach()])))
                 real_out, fake_out = (logits[:n_real], cam[:n_real]), (logits[n_real:], cam[n_real:])
                 loss_d = loss_d + d_loss(real_out, fake_out)
         loss_d = cfg["w_adv"] * loss_d
@@ -198,7 +216,7 @@ class Translator:
         loss_adv = real_a.new_zeros(())
         with self._autocast():
             for name in CRITICS:
-                logits, cam, _ = self.D[name](fakes[name])
+                logits, cam, _ = self.D[name](self._critic_view(fakes[name]))
                 loss_adv = loss_adv + g_adv_loss((logits, cam))
         loss_cycle = l1(cyc_a, real_a) + l1(cyc_b, real_b)
         loss_idt = l1(idt_a, real_a) + l1(idt_b, real_b)
@@ -281,7 +299,7 @@ class Translator:
             "optimizers": {n: getattr(self, n).state_dict() for n in ("opt_g", "opt_d")},
             "schedulers": {n: getattr(self, n).state_dict() for n in ("sched_g", "sched_d")},
             "samplers": {d: b.state_dict() for d, b in self.sources.items()},
-            "generators": {"aug": self.aug_gen.get_state()},
+            "generators": {"aug": self.aug_gen.get_state(), "noise": self.noise_gen.get_state()},
             "rng": rng_state(),
         }
 
@@ -296,5 +314,7 @@ class Translator:
         for domain, sampler_state in state["samplers"].items():
             self.sources[domain].load_state_dict(sampler_state)
         self.aug_gen.set_state(state["generators"]["aug"])
+        if "noise" in state["generators"]:  # a checkpoint from before the option has none
+            self.noise_gen.set_state(state["generators"]["noise"])
         set_rng_state(state["rng"])
         self.step_count = int(state["step"])
