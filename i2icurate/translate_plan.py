@@ -1,7 +1,8 @@
 """The default translate schedule: chosen from the device, printed with a time estimate before training.
 
 `translate` without `--preset` gives a trained model (U-GAT-IT, SRUNIT) a schedule that fits the machine:
-- on a CPU: 64 px images, the model's small CPU widths (`CPU_PLAN` in its module) and as many iterations as fit
+- on a CPU: 64 px images, the model's CPU settings (`CPU_PLAN` in its module: small widths, and for U-GAT-IT twice
+  the paper's learning rate) and as many iterations as fit
   CPU_BUDGET_S, from the seconds per iteration the module measured (`CPU_STEP_S`, one thread on the 2-core
   development machine, bench/RESULTS.md), scaled by the thread count;
 - on a GPU: the model's own defaults (the paper's sizes and schedule, as `--preset full`).
@@ -55,8 +56,8 @@ def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch
     if not module.TRAINS:
         return (f"plan: {module_name} trains nothing: the discover run's generator translates at "
                 f"{cfg['img_size']} px on {device}")
-    widths = ", ".join(f"{name} {cfg[name]}" for name in module.CPU_PLAN if name != "batch_size")
-    line = (f"plan: {module_name} at {cfg['img_size']} px ({widths}, batch {cfg['batch_size']}), "
+    settings = ", ".join(f"{name} {cfg[name]}" for name in module.CPU_PLAN if name != "batch_size")
+    line = (f"plan: {module_name} at {cfg['img_size']} px ({settings}, batch {cfg['batch_size']}), "
             f"{cfg['iters']} iterations on {device}")
     if device.type == "cuda":
         return line

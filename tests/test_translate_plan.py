@@ -53,6 +53,6 @@ def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path) -
     assert cfg["ch"] == ugatit.CPU_PLAN["ch"] and cfg["ugatit_size"] == "light"  # from the plan
     assert cfg["img_size"] == 32 and cfg["iters"] == 2 and cfg["batch_size"] == 2  # the flags
     plan_line = next(line for line in text.splitlines() if line.startswith("plan: "))
-    assert "ugatit at 32 px (ugatit_size light, ch 16, n_res 4, batch 2), 2 iterations on cpu with 1 thread" \
-        in plan_line
+    assert "ugatit at 32 px (ugatit_size light, ch 16, n_res 2, lr 0.0002, batch 2), 2 iterations on cpu with 1 " \
+        "thread" in plan_line
     assert text.index("plan: ") < text.index("wrote ")
