@@ -84,11 +84,12 @@ def _translate_options() -> list[Option]:
     from i2icurate.commands.translate import model_options
 
     merged = dict(TABLES["translate"])
+    per_model = model_options()
     owners: dict[str, list[str]] = {}
-    for name, opts in model_options().items():
+    for name, opts in per_model.items():
         for key in opts:
             owners.setdefault(key, []).append(name)
-    for opts in model_options().values():
+    for opts in per_model.values():
         for key, opt in opts.items():
             if key not in merged:  # an option several models share is described once, naming all of them
                 merged[key] = Option(opt.name, opt.default, f"({', '.join(owners[key])}) {opt.help}", opt.type,
