@@ -68,6 +68,13 @@ def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, th
     return plan
 
 
+def fit_plan_to_iters(plan: dict[str, Any], iters: int) -> dict[str, Any]:
+    """The plan for an explicit `--iters` (without `--warmup-frac`): iterations beyond the plan's train the
+    generator, since the head updates the plan gives are already enough; fewer scale both phases down alike."""
+    heads = min(plan["warmup_frac"] * plan["iters"], plan["warmup_frac"] * iters)
+    return {**plan, "warmup_frac": heads / iters}
+
+
 def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -> dict[str, float]:
     """Rough seconds per phase (decode, trunk features, heads, generator, export) of a resolved config."""
     cost = GPU_COST if device.type == "cuda" else dict(CPU_COST)

@@ -54,8 +54,7 @@ def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch
                             module: ModuleType) -> str:
     """One line for the screen: what will train, at what size, and about how long it will take."""
     if not module.TRAINS:
-        return (f"plan: {module_name} trains nothing: the discover run's generator translates at "
-                f"{cfg['img_size']} px on {device}")
+        return module.describe_plan(cfg, device)
     settings = ", ".join(f"{name} {cfg[name]}" for name in module.CPU_PLAN if name != "batch_size")
     line = (f"plan: {module_name} at {cfg['img_size']} px ({settings}, batch {cfg['batch_size']}), "
             f"{cfg['iters']} iterations on {device}")

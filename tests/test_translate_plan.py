@@ -56,3 +56,25 @@ def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path) -
     assert "ugatit at 32 px (ugatit_size light, ch 16, n_res 2, lr 0.0002, batch 2), 2 iterations on cpu with 1 " \
         "thread" in plan_line
     assert text.index("plan: ") < text.index("wrote ")
+
+
+def test_tunit_plan_counts_the_generator_iterations_of_the_run_and_its_parents(toy_discover_run, tmp_path) -> None:
+    assert tunit.generator_iterations(toy_discover_run) == 6  # 12 iterations, the first half heads only
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    for folder, cfg in ((parent, {"iters": 3000, "warmup_frac": 0.5, "from_run": ""}),
+                        (child, {"iters": 1000, "warmup_frac": 0.1, "from_run": str(parent)})):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(cfg))
+    assert tunit.generator_iterations(child) == 1500 + 900
+
+
+def test_tunit_translate_says_when_the_generator_is_a_preview(toy_discover_run, tmp_path) -> None:
+    a, b, _ = _two_clusters(toy_discover_run)
+    out = io.StringIO()
+    translate(a, b, run=toy_discover_run, model="tunit", project=str(tmp_path / "runs"),
+              console=Console(file=out, width=300))
+    lines = out.getvalue().splitlines()
+    plan = next(i for i, line in enumerate(lines) if line.startswith("plan: "))
+    assert "the discover run's generator (6 iterations) translates at 32 px" in lines[plan]
+    assert lines[plan + 1].startswith("  6 generator iterations give a rough preview")
+    assert f"--from {toy_discover_run}" in lines[plan + 1]

@@ -38,7 +38,7 @@ from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.markup import bold, escape
 from i2icurate.models.backbones import SCRATCH, load_backbone
-from i2icurate.plan import describe_plan, hardware_plan
+from i2icurate.plan import describe_plan, fit_plan_to_iters, hardware_plan
 from i2icurate.runs import (
     CONFIG_FILE,
     atomic_path,
@@ -142,6 +142,8 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         scan = scan_folder(check_source(source, options.get("project") or "runs"))
         plan = hardware_plan(resolve_device(options.get("device") or "auto"), len(scan.files),
                              options.get("head_batch") or 512)
+        if options.get("iters") is not None and options.get("warmup_frac") is None:
+            plan = fit_plan_to_iters(plan, options["iters"])
     cfg = resolve("discover", preset, defaults=plan, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64

@@ -23,6 +23,36 @@ OPTIONS: tuple[Option, ...] = ()
 DEFAULTS: dict[str, Any] = {}
 PRESETS: dict[str, dict[str, Any]] = {"full": {}, "tiny": {}}
 TRAINS = False
+# Generator iterations below which the translations are a preview. Measured on OpenMoji colour -> line-art at 32 px
+# (bench/RESULTS.md, issue 11): about 170 iterations KID x100 22.3; 2,208 (unsupervised) 5.82; 2,208 + 2,400 with
+# the true domains 3.26, against 3.09 for the untranslated input. The CPU plan of discover trains at most 2,000.
+PREVIEW_ITERS = 2000
+
+
+def generator_iterations(run: Path) -> int:
+    """Generator iterations of a discover run, counting the runs it was retrained from (--from)."""
+    total, seen = 0, set()
+    while run.is_dir() and run.resolve() not in seen:
+        seen.add(run.resolve())
+        cfg = read_json(run / "config.json")
+        total += cfg["iters"] - int(round(cfg.get("warmup_frac", 0.0) * cfg["iters"]))
+        if not cfg.get("from_run"):
+            break
+        run = Path(cfg["from_run"])
+    return total
+
+
+def describe_plan(cfg: dict[str, Any], device: torch.device) -> str:
+    """The plan line: what translates, and a hint when the discover run's generator trained only briefly."""
+    run = Path(cfg["discover_run"])
+    iters = generator_iterations(run)
+    line = (f"plan: tunit trains nothing: the discover run's generator ({iters} iterations) translates at "
+            f"{cfg['img_size']} px on {device}")
+    if iters < PREVIEW_ITERS:
+        line += (f"\n  {iters} generator iterations give a rough preview: for translations worth keeping, train "
+                 f"--model srunit or ugatit, or continue the run with i2icurate discover FOLDER --from {run} --iters N "
+                 f"(about {PREVIEW_ITERS}+ generator iterations)")
+    return line
 
 
 def defaults_from_run(run_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""discover's default schedule: an explicit --iters beyond the plan's trains the generator, not the heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from i2icurate.commands.discover import _start_run
+from i2icurate.plan import PLAN_MIN_HEAD_STEPS, fit_plan_to_iters, hardware_plan
+
+CPU = torch.device("cpu")
+
+
+def test_more_iterations_than_the_plan_go_to_the_generator_fewer_scale_both_phases():
+    plan = hardware_plan(CPU, 600, threads=1)
+    heads = plan["warmup_frac"] * plan["iters"]
+    assert heads == pytest.approx(PLAN_MIN_HEAD_STEPS)  # a small folder: the head minimum
+    more = fit_plan_to_iters(plan, 5000)
+    assert more["warmup_frac"] * 5000 == pytest.approx(heads)  # the same head updates, 3,000 generator iterations
+    fewer = fit_plan_to_iters(plan, plan["iters"] // 10)
+    assert fewer["warmup_frac"] == pytest.approx(plan["warmup_frac"])  # both phases a tenth
+
+
+def test_discover_applies_it_unless_warmup_frac_is_given(animal_folder, tmp_path):
+    plan = hardware_plan(CPU, 200)
+    heads = plan["warmup_frac"] * plan["iters"]
+    _, cfg, _ = _start_run(animal_folder, None, {"k": 2, "iters": 4000, "project": str(tmp_path / "a")})
+    assert cfg["warmup_frac"] * cfg["iters"] == pytest.approx(heads)
+    _, cfg, _ = _start_run(animal_folder, None, {"k": 2, "iters": 4000, "warmup_frac": 0.1,
+                                                 "project": str(tmp_path / "b")})
+    assert cfg["warmup_frac"] == 0.1
