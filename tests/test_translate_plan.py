@@ -77,4 +77,6 @@ def test_tunit_translate_says_when_the_generator_is_a_preview(toy_discover_run, 
     plan = next(i for i, line in enumerate(lines) if line.startswith("plan: "))
     assert "the discover run's generator (6 iterations) translates at 32 px" in lines[plan]
     assert lines[plan + 1].startswith("  6 generator iterations give a rough preview")
-    assert f"--from {toy_discover_run}" in lines[plan + 1]
+    source = json.loads((toy_discover_run / "config.json").read_text())["source"]
+    assert lines[plan + 1].endswith(f"i2icurate discover {source} --from {toy_discover_run} --iters 2000 "
+                                    "--warmup-frac 0.02")

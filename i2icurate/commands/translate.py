@@ -201,7 +201,8 @@ def translate(
         module = base.load(cfg["model"])
         size = cfg["img_size"]
         device = resolve_device(device_name if dist.enabled else cfg["device"])
-        console.print(describe_translate_plan(cfg["model"], cfg, device, threads.threads, module), highlight=False)
+        console.print(describe_translate_plan(cfg["model"], cfg, device, threads.threads, module), highlight=False,
+                      markup=False)
         domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
         torch.manual_seed(cfg["seed"])
         translator = module.Translator(cfg, domain_a, domain_b, device, dist=dist)

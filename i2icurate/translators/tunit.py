@@ -49,9 +49,10 @@ def describe_plan(cfg: dict[str, Any], device: torch.device) -> str:
     line = (f"plan: tunit trains nothing: the discover run's generator ({iters} iterations) translates at "
             f"{cfg['img_size']} px on {device}")
     if iters < PREVIEW_ITERS:
+        source = read_json(run / "config.json").get("source", "FOLDER")
         line += (f"\n  {iters} generator iterations give a rough preview: for translations worth keeping, train "
-                 f"--model srunit or ugatit, or continue the run with i2icurate discover FOLDER --from {run} --iters N "
-                 f"(about {PREVIEW_ITERS}+ generator iterations)")
+                 f"--model srunit or ugatit, or continue the run: i2icurate discover {source} --from {run} "
+                 f"--iters {PREVIEW_ITERS} --warmup-frac 0.02")
     return line
 
 
