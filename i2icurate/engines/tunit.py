@@ -115,9 +115,14 @@ def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
+def warmup_iterations(cfg: dict[str, Any]) -> int:
+    """Iterations that train the guiding network alone, before the first GAN iteration."""
+    return int(round(cfg["warmup_frac"] * cfg["iters"]))
+
+
 def phase_steps(cfg: dict[str, Any]) -> tuple[int, int]:
     """(first GAN iteration, first generator-EMA iteration), scaled to the run's number of iterations."""
-    warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
+    warmup = warmup_iterations(cfg)
     return warmup, min(cfg["iters"], warmup + int(round(cfg["ema_g_delay"] * cfg["iters"])))
 
 

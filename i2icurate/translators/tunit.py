@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from i2icurate.config import Option
 from i2icurate.engines.distributed import SINGLE, Dist
+from i2icurate.engines.tunit import warmup_iterations
 from i2icurate.export.inference import embed
 from i2icurate.export.pipeline import load_trained
 from i2icurate.runs import read_json
@@ -35,7 +36,7 @@ def generator_iterations(run: Path) -> int:
     while run.is_dir() and run.resolve() not in seen:
         seen.add(run.resolve())
         cfg = read_json(run / "config.json")
-        total += cfg["iters"] - int(round(cfg.get("warmup_frac", 0.0) * cfg["iters"]))
+        total += cfg["iters"] - warmup_iterations(cfg)
         if not cfg.get("from_run"):
             break
         run = Path(cfg["from_run"])
@@ -49,9 +50,8 @@ def describe_plan(cfg: dict[str, Any], device: torch.device) -> str:
     line = (f"plan: tunit trains nothing: the discover run's generator ({iters} iterations) translates at "
             f"{cfg['img_size']} px on {device}")
     if iters < PREVIEW_ITERS:
-        source = read_json(run / "config.json").get("source", "FOLDER")
         line += (f"\n  {iters} generator iterations give a rough preview: for translations worth keeping, train "
-                 f"--model srunit or ugatit, or continue the run: i2icurate discover {source} --from {run} "
+                 f"--model srunit or ugatit, or continue the run: i2icurate discover {cfg['source']} --from {run} "
                  f"--iters {PREVIEW_ITERS} --warmup-frac 0.02")
     return line
 
