@@ -78,9 +78,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 TRAINS = True
 # The CPU plan (translate_plan.py): at a half-hour budget, two residual blocks and twice the paper's learning rate
 # learn the target domain faster than the paper's four blocks at 1e-4 (KID 4.36 against 6.97, bench/RESULTS.md,
-# 2026-11-30); a whole run costs 0.64 s per iteration at 64 px on one thread of the 2-core development machine.
+# 2026-11-30). A whole run (samples and checkpoints included) costs 0.80 s per iteration at 64 px on one thread of
+# the 2-core development machine (0.48 s on two: the plan's run took 37 min for 4,700 iterations when this was 0.64).
 CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 2, "lr": 2e-4, "batch_size": 4}
-CPU_STEP_S = 0.64
+CPU_STEP_S = 0.80
 
 LOSS_NAMES = ("loss/d", "loss/g_adv", "loss/cycle", "loss/identity", "loss/cam")
 CRITICS = ("GA", "LA", "GB", "LB")  # global / local critic of domain A and of domain B
