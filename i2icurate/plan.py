@@ -75,13 +75,18 @@ def fit_plan_to_iters(plan: dict[str, Any], iters: int) -> dict[str, Any]:
     return {**plan, "warmup_frac": heads / iters}
 
 
+def warmup_iterations(cfg: dict[str, Any]) -> int:
+    """Iterations that train the guiding network alone, before the first GAN iteration."""
+    return int(round(cfg["warmup_frac"] * cfg["iters"]))
+
+
 def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -> dict[str, float]:
     """Rough seconds per phase (decode, trunk features, heads, generator, export) of a resolved config."""
     cost = GPU_COST if device.type == "cuda" else dict(CPU_COST)
     if device.type != "cuda":
         scale = 2 / max(1, min(torch.get_num_threads(), 8))
         cost = {k: v * scale for k, v in cost.items()}
-    warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
+    warmup = warmup_iterations(cfg)
     size_factor = (cfg.get("backbone_size") or 64) ** 2 / 64**2
     gan_factor = (cfg["img_size"] / 32) ** 2 * cfg["batch_size"] / 32
     out = {
@@ -101,7 +106,7 @@ def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -
 def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> str:
     """One line for the screen: what will run, and about how long it will take."""
     est = estimate_seconds(cfg, n_images, device)
-    warmup = int(round(cfg["warmup_frac"] * cfg["iters"]))
+    warmup = warmup_iterations(cfg)
     total = sum(est.values())
     return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, {cfg['heads']} heads x "
             f"{warmup} updates, then {cfg['iters'] - warmup} generator iterations at {cfg['img_size']} px "

@@ -34,6 +34,7 @@ from i2icurate.models.backbones import SCRATCH, is_pretrained, load_backbone
 from i2icurate.models.tunit import Discriminator, Generator, GuidingNetwork
 from i2icurate.models.tunit.losses import StyleQueue, d_hinge_loss, g_adv_loss, iic_loss, moco_loss, r1_penalty
 from i2icurate.models.tunit.pretrained_guiding import PretrainedGuidingNetwork
+from i2icurate.plan import warmup_iterations
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,11 +114,6 @@ def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
     torch._foreach_lerp_(ema_params, params, 1.0 - beta)
     for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
         b_ema.copy_(b)
-
-
-def warmup_iterations(cfg: dict[str, Any]) -> int:
-    """Iterations that train the guiding network alone, before the first GAN iteration."""
-    return int(round(cfg["warmup_frac"] * cfg["iters"]))
 
 
 def phase_steps(cfg: dict[str, Any]) -> tuple[int, int]:

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from i2icurate.config import Option
 from i2icurate.engines.distributed import SINGLE, Dist
-from i2icurate.engines.tunit import warmup_iterations
 from i2icurate.export.inference import embed
 from i2icurate.export.pipeline import load_trained
+from i2icurate.plan import warmup_iterations
 from i2icurate.runs import read_json
 
 OPTIONS: tuple[Option, ...] = ()
