@@ -73,7 +73,8 @@ RUN_OPTIONS = (
     Option("name", "exp", "Run name; a number is appended so earlier runs are never overwritten."),
     Option("seed", 0, "Random seed (weights, sampling, augmentation).", int, 0),
     Option("device", "auto", "Device: auto (cuda if available), cpu, cuda or cuda:N."),
-    Option("precision", "auto", "auto = bf16 autocast on CUDA and fp32 on CPU.", str, choices=("auto", "fp32", "bf16")),
+    Option("precision", "auto", "auto = bf16 autocast on CUDA and fp32 on CPU (translate's CPU plan picks bf16 for "
+           "U-GAT-IT where the CPU computes it natively).", str, choices=("auto", "fp32", "bf16")),
     Option("workers", 0, "Processes decoding images (0 = one per CPU core, at most 8).", int, 0, 64),
     Option("threads", 0, "CPU threads torch computes with (0 = auto: OMP_NUM_THREADS if set, else the cores this "
            "process may use: CPU affinity and cgroup quota). On a machine shared with other jobs, give fewer.", int,

@@ -4,7 +4,9 @@
 - on a CPU: 64 px images, the model's CPU settings (`CPU_PLAN` in its module: small widths, and for U-GAT-IT twice
   the paper's learning rate) and as many iterations as fit
   CPU_BUDGET_S, from the seconds per iteration the module measured (`CPU_STEP_S`, one thread on the 2-core
-  development machine, bench/RESULTS.md), scaled by the thread count;
+  development machine, bench/RESULTS.md), scaled by the thread count. A module that also gives `CPU_BF16_STEP_S`
+  trains in bf16 autocast on a CPU that computes bf16 in hardware (AVX512-BF16 or AMX), with its `CPU_BF16_PLAN`
+  changes to `CPU_PLAN`, sized by that cost;
 - on a GPU: the model's own defaults (the paper's sizes and schedule, as `--preset full`).
 Every value is an ordinary option: an explicit flag wins over the plan. TUNIT trains nothing, so it has no plan.
 """
@@ -28,13 +30,34 @@ def thread_speedup(threads: int) -> float:
     return max(1, min(threads, 8)) ** 0.75
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slow."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the fallback
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def cpu_precision(module: ModuleType) -> str:
+    """The precision of `module`'s CPU plan here: bf16 where the module measured a gain and the CPU has it."""
+    return "bf16" if hasattr(module, "CPU_BF16_STEP_S") and cpu_has_native_bf16() else "fp32"
+
+
+def cpu_step_seconds(module: ModuleType, precision: str) -> float:
+    """The module's measured one-thread seconds per iteration of its CPU plan at `precision`."""
+    if precision == "bf16" and hasattr(module, "CPU_BF16_STEP_S") and cpu_has_native_bf16():
+        return module.CPU_BF16_STEP_S
+    return module.CPU_STEP_S
+
+
 def translate_plan(module: ModuleType, device: torch.device, threads: int | None = None) -> dict[str, Any]:
     """Option values of the default schedule of translator `module` on `device` ({} when it trains nothing)."""
     if not module.TRAINS or device.type == "cuda":
         return {}
     threads = threads or torch.get_num_threads()
+    precision = cpu_precision(module)
     plan = {"img_size": CPU_IMG_SIZE, **module.CPU_PLAN}
-    step_s = module.CPU_STEP_S / thread_speedup(threads)
+    if precision == "bf16":
+        plan.update(precision="bf16", **getattr(module, "CPU_BF16_PLAN", {}))
+    step_s = cpu_step_seconds(module, precision) / thread_speedup(threads)
     plan["iters"] = int(min(MAX_ITERS, max(MIN_ITERS, round(CPU_BUDGET_S / step_s, -2))))
     plan["log_every"], plan["sample_every"] = 25, max(100, plan["iters"] // 10)
     plan["ckpt_every"] = plan["sample_every"]
@@ -47,7 +70,7 @@ def seconds_per_iteration(module: ModuleType, cfg: dict[str, Any], threads: int)
     if not module.TRAINS:
         return None
     scale = (cfg["img_size"] / CPU_IMG_SIZE) ** 2 * cfg["batch_size"] / module.CPU_PLAN["batch_size"]
-    return module.CPU_STEP_S * scale / thread_speedup(threads)
+    return cpu_step_seconds(module, cfg["precision"]) * scale / thread_speedup(threads)
 
 
 def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch.device, threads: int,
@@ -60,6 +83,8 @@ def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch
             f"{cfg['iters']} iterations on {device}")
     if device.type == "cuda":
         return line
+    if cfg["precision"] == "bf16":
+        line += " in bf16"
     step_s = seconds_per_iteration(module, cfg, threads)
     total = cfg["iters"] * step_s
     when = f"{total / 60:.0f} min" if total >= 90 else f"{total:.0f} s"

@@ -8,6 +8,7 @@ import json
 import torch
 from rich.console import Console
 
+import i2icurate.translate_plan as translate_plan_module
 from i2icurate.commands.translate import resolve_translate, translate
 from i2icurate.translate_plan import CPU_BUDGET_S, describe_translate_plan, thread_speedup, translate_plan
 from i2icurate.translators import srunit, tunit, ugatit
@@ -16,16 +17,40 @@ from tests.test_translate import _two_clusters
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 
-def test_cpu_plan_is_64px_small_networks_sized_to_the_budget() -> None:
+def _native_bf16(monkeypatch, present: bool) -> None:
+    monkeypatch.setattr(translate_plan_module, "cpu_has_native_bf16", lambda: present)
+
+
+def test_cpu_plan_is_64px_small_networks_sized_to_the_budget(monkeypatch) -> None:
+    _native_bf16(monkeypatch, False)
     for module in (ugatit, srunit):
         plan = translate_plan(module, CPU, threads=2)
-        assert plan["img_size"] == 64
+        assert plan["img_size"] == 64 and "precision" not in plan
         assert {k: plan[k] for k in module.CPU_PLAN} == module.CPU_PLAN
         seconds = plan["iters"] * module.CPU_STEP_S / thread_speedup(2)
         assert abs(seconds - CPU_BUDGET_S) < 0.1 * CPU_BUDGET_S  # the iterations fill the time budget
     # fewer threads, fewer iterations in the same time; the slower model gets fewer than the faster one
     assert translate_plan(ugatit, CPU, threads=1)["iters"] < translate_plan(ugatit, CPU, threads=2)["iters"]
     assert translate_plan(ugatit, CPU, threads=2)["iters"] < translate_plan(srunit, CPU, threads=2)["iters"]
+
+
+def test_cpu_plan_trains_in_bf16_where_the_cpu_computes_it_and_the_model_gains(monkeypatch) -> None:
+    _native_bf16(monkeypatch, False)
+    fp32_iters = translate_plan(ugatit, CPU, threads=2)["iters"]
+    _native_bf16(monkeypatch, True)
+    plan = translate_plan(ugatit, CPU, threads=2)
+    assert plan["precision"] == "bf16" and plan["lr"] == ugatit.CPU_BF16_PLAN["lr"] != ugatit.CPU_PLAN["lr"]
+    seconds = plan["iters"] * ugatit.CPU_BF16_STEP_S / thread_speedup(2)
+    assert abs(seconds - CPU_BUDGET_S) < 0.1 * CPU_BUDGET_S and plan["iters"] > fp32_iters  # same time, more steps
+    assert "precision" not in translate_plan(srunit, CPU, threads=2)  # no measured gain: stays fp32
+    cfg = resolve_translate("ugatit", None, {}, plan=plan)
+    line = describe_translate_plan("ugatit", cfg, CPU, 2, ugatit)
+    assert f"{plan['iters']} iterations on cpu in bf16 with 2 threads" in line
+    assert f"({ugatit.CPU_BF16_STEP_S / thread_speedup(2):.2f} s per iteration)" in line
+    cfg = resolve_translate("ugatit", None, {"precision": "fp32"}, plan=plan)  # the flag wins
+    assert cfg["precision"] == "fp32"
+    assert f"({ugatit.CPU_STEP_S / thread_speedup(2):.2f} s per iteration)" in describe_translate_plan(
+        "ugatit", cfg, CPU, 2, ugatit)
 
 
 def test_gpu_plan_is_the_models_full_defaults_and_tunit_has_none() -> None:
@@ -42,7 +67,8 @@ def test_flags_win_over_the_plan() -> None:
     assert line.startswith("plan: srunit at 64 px (ngf 8, ndf 16,") and "7 iterations on cpu with 2 threads" in line
 
 
-def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path) -> None:
+def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path, monkeypatch) -> None:
+    _native_bf16(monkeypatch, False)
     a, b, _ = _two_clusters(toy_discover_run)
     out = io.StringIO()
     console = Console(file=out, width=300)

@@ -7,6 +7,9 @@ A translator module `i2icurate/translators/<name>.py` defines:
 - optionally `defaults_from_run(discover_config) -> dict`: defaults that depend on the discover run;
 - `CPU_PLAN`, `CPU_STEP_S` (models that train): the option values of the default CPU schedule at 64 px (widths,
   batch size) and its measured seconds per iteration on one thread, from which `translate_plan.py` sizes the run;
+  optionally `CPU_BF16_STEP_S`, the same in bf16 autocast, for a model measured to gain from it, and
+  `CPU_BF16_PLAN`, what that plan changes (a learning rate): the plan then trains in bf16 on a CPU that computes
+  bf16 natively;
 - `TRAINS`: False for a model used as-is (TUNIT's generator), True for one trained on the two domains;
 - `Translator`: a class with
     `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device, dist=SINGLE)` where
