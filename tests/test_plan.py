@@ -6,9 +6,16 @@ import pytest
 import torch
 
 from i2icurate.commands.discover import _start_run
+from i2icurate.config import resolve
 from i2icurate.plan import PLAN_MIN_HEAD_STEPS, fit_plan_to_iters, hardware_plan
 
 CPU = torch.device("cpu")
+
+
+def test_cpu_plan_trains_the_gan_at_three_times_the_papers_rates_the_gpu_plan_at_the_papers():
+    assert hardware_plan(CPU, 600, threads=1)["lr_g"] == hardware_plan(CPU, 600, threads=1)["lr_d"] == 3e-4
+    cfg = resolve("discover", None, defaults=hardware_plan(torch.device("cuda"), 600))
+    assert cfg["lr_g"] == cfg["lr_d"] == 1e-4
 
 
 def test_more_iterations_than_the_plan_go_to_the_generator_fewer_scale_both_phases():
