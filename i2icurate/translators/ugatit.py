@@ -76,17 +76,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 TRAINS = True
-# The CPU plan (translate_plan.py): at a half-hour budget, two residual blocks and twice the paper's learning rate
-# learn the target domain faster than the paper's four blocks at 1e-4 (KID 4.36 against 6.97, bench/RESULTS.md,
-# 2026-11-30). A whole run (samples and checkpoints included) costs 0.80 s per iteration at 64 px on one thread of
-# the 2-core development machine in fp32. Its CPU computes bf16 natively (AVX512-BF16), where bf16 autocast costs
-# 0.60 s: the plan trains in bf16 there, at lr 3e-4, since at 2e-4 bf16 scored worse than fp32 (KID 4.33 and 4.02
-# against 3.64 and 3.74 at 4,700 iterations) and at 3e-4 better (3.52 and 3.20; fp32 at 3e-4 and the fp32 plan's
-# 3,800 iterations 3.72 and 3.78; bench/RESULTS.md, 2026-12-02).
+# The CPU plan (translate_plan.py): at a half-hour budget, two residual blocks and twice the paper's learning rate learn
+# the target domain faster than the paper's four blocks at 1e-4 (KID 4.36 against 6.97, bench/RESULTS.md, 2026-11-30). A
+# whole run (samples and checkpoints included) costs 0.80 s per iteration at 64 px on one thread of the 2-core
+# development machine in fp32. Its CPU computes bf16 natively (AVX512-BF16), where bf16 autocast costs 0.65 s (0.61 in
+# one-thread runs; the bf16 plan's first 825 iterations on two threads took 0.39 s each, where 0.60 would promise 0.36):
+# the plan trains in bf16 there, at lr 3e-4, since at 2e-4 bf16 scored worse than fp32 (KID 4.33 and 4.02 against 3.64
+# and 3.74 at 4,700 iterations) and at 3e-4 better (3.52 and 3.20; fp32 at 3e-4 and the fp32 plan's 3,800 iterations
+# 3.72 and 3.78; bench/RESULTS.md, 2026-12-02).
 CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 2, "lr": 2e-4, "batch_size": 4}
 CPU_STEP_S = 0.80
 CPU_BF16_PLAN: dict[str, Any] = {"lr": 3e-4}
-CPU_BF16_STEP_S = 0.60
+CPU_BF16_STEP_S = 0.65
 
 LOSS_NAMES = ("loss/d", "loss/g_adv", "loss/cycle", "loss/identity", "loss/cam")
 CRITICS = ("GA", "LA", "GB", "LB")  # global / local critic of domain A and of domain B
