@@ -43,7 +43,7 @@ def cpu_precision(module: ModuleType) -> str:
 
 def cpu_step_seconds(module: ModuleType, precision: str) -> float:
     """The module's measured one-thread seconds per iteration of its CPU plan at `precision`."""
-    if precision == "bf16" and hasattr(module, "CPU_BF16_STEP_S") and cpu_has_native_bf16():
+    if precision == "bf16" and cpu_precision(module) == "bf16":
         return module.CPU_BF16_STEP_S
     return module.CPU_STEP_S
 
