@@ -12,8 +12,8 @@ from i2icurate.plan import PLAN_MIN_HEAD_STEPS, fit_plan_to_iters, hardware_plan
 CPU = torch.device("cpu")
 
 
-def test_cpu_plan_trains_the_gan_at_three_times_the_papers_rates_the_gpu_plan_at_the_papers():
-    assert hardware_plan(CPU, 600, threads=1)["lr_g"] == hardware_plan(CPU, 600, threads=1)["lr_d"] == 3e-4
+def test_cpu_plan_trains_the_gan_at_six_times_the_papers_rates_the_gpu_plan_at_the_papers():
+    assert hardware_plan(CPU, 600, threads=1)["lr_g"] == hardware_plan(CPU, 600, threads=1)["lr_d"] == 6e-4
     cfg = resolve("discover", None, defaults=hardware_plan(torch.device("cuda"), 600))
     assert cfg["lr_g"] == cfg["lr_d"] == 1e-4
 

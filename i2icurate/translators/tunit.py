@@ -26,8 +26,8 @@ PRESETS: dict[str, dict[str, Any]] = {"full": {}, "tiny": {}}
 TRAINS = False
 # Generator iterations below which the translations are a preview. Measured on OpenMoji colour -> line-art at 32 px
 # (bench/RESULTS.md, issue 11): about 170 iterations KID x100 22.3; 2,208 (unsupervised) 5.82; 2,208 + 2,400 with
-# the true domains 3.26; 2,570 with the true domains at the CPU plan's G and D rate (3e-4) 2.92, against 3.09 for
-# the untranslated input. The CPU plan of discover trains at most 2,000.
+# the true domains 3.26; 2,570 with the true domains at G and D rate 3e-4 2.92 and 3.24, at 6e-4 (the CPU plan) 2.71
+# and 2.41, against 3.09 for the untranslated input. The CPU plan of discover trains at most 2,000.
 PREVIEW_ITERS = 2000
 
 
