@@ -43,7 +43,7 @@ from i2icurate.data.labels import folder_labels
 from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
 from i2icurate.metrics.clustering import clustering_scores, kmeans_labels
-from i2icurate.runs import read_csv, read_json
+from i2icurate.runs import read_csv, read_json, write_csv
 
 CONTENT_SETS = DATASETS  # classes differ in what images show
 ALL_SETS = (*CONTENT_SETS, *STYLE_SETS)  # style sets: classes differ in how images look (bench/style_sets.py)
@@ -67,6 +67,21 @@ def write_set(data: Path, dataset: str, per_class: int | None) -> Path:
     if dataset in STYLE_SETS:
         return write_style_set(dataset, data / dataset)
     return write_demo_images(data / dataset, dataset, per_class)
+
+
+def write_class_labels(folder: Path, per_class: int, dest: Path, seed: int = 0) -> Path:
+    """`dest`: a labels.csv naming `per_class` images of every class folder of `folder` (a seeded shuffle of each
+    class) as cluster_i, i the class's place in sorted order: what a reviewer who tagged that many per class gives
+    discover --labels."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, cls in enumerate(sorted(d.name for d in folder.iterdir() if d.is_dir())):
+        files = sorted(p.relative_to(folder).as_posix() for p in (folder / cls).rglob("*.png"))
+        for path in rng.permutation(files)[:per_class]:
+            rows.append((str(path), f"cluster_{i}", "benchmark", "2026-12-02T00:00:00"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(dest, ["path", "label", "source", "time"], rows)
+    return dest
 
 
 def class_count(folder: Path) -> int:
@@ -199,8 +214,11 @@ def _describe(run: Path, seconds: float) -> dict:
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the figures as JSON.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Processes decoding images (discover's option: 0 = one per CPU core, at most 8).")
+@click.option("--labels-per-class", type=int, default=None,
+              help="Give discover a labels.csv naming this many images of every class (a reviewer's tags); ACC "
+                   "is then over every image, the labelled ones included.")
 def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, batch_size, device, precision, compile_,
-         trained_baselines, seed, project, json_out, workers, k, reuse, threads, data) -> None:
+         trained_baselines, seed, project, json_out, workers, k, reuse, threads, data, labels_per_class) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results: dict[str, dict] = {}
@@ -224,10 +242,15 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
                 raise click.UsageError("--dataset mixed is for --k auto")
             folder = write_set(Path(data or tmp), dataset, per_class)
             common["k"] = class_count(folder)  # K = the number of classes
+            labels = None
+            if labels_per_class:
+                labels = str(write_class_labels(folder, labels_per_class,
+                                                runs / f"{dataset}-labels-{labels_per_class}.csv", seed))
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
-                                           project=str(runs), name=dataset, **common)
-            label = f"discover ({preset or 'default plan'}, {read_json(run / 'config.json').get('backbone', 'vgg11')})"
+                                           project=str(runs), name=dataset, labels=labels, **common)
+            label = f"discover ({preset or 'default plan'}, {read_json(run / 'config.json').get('backbone', 'vgg11')}"
+            label += f", {labels_per_class} labels per class)" if labels_per_class else ")"
             methods = {label: {**run_scores(run), **_describe(run, seconds)}}
             methods.update(baselines(run))
             if "vgg11" in trained_baselines:
