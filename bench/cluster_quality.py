@@ -227,6 +227,8 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(project or Path(tmp) / "runs")
         if k == "auto":
+            if labels_per_class:
+                raise click.UsageError("--labels-per-class is for runs given the true K, not --k auto")
             settings = {"preset": preset, "backbone": backbone, "iters": iters, "warmup_frac": warmup_frac,
                         "img_size": img_size, "batch_size": batch_size, **common}
             for dataset in datasets:
