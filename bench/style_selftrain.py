@@ -153,6 +153,10 @@ def evaluate(images: np.ndarray, truth: list[str], seeds: int) -> dict[str, floa
         begun = starts(blocks, k, seed)
         rows["best start"].append(max(_acc(truth, p) for p in begun.values()))
         refined = [r for r in (self_train(features, p, seed) for p in begun.values()) if r is not None]
+        if not refined:  # every start lost a cluster: nothing to choose from
+            for name in ("best refined", "confident", "supported"):
+                rows[name].append(float("nan"))
+            continue
         confidence = np.array([prob.max(1).mean() for _, prob in refined])
         agree = np.array([[adjusted_rand_score(a, b) >= 0.8 for b, _ in refined] for a, _ in refined], dtype=float)
         accs = [_acc(truth, labels) for labels, _ in refined]
