@@ -39,6 +39,7 @@ from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.commands.discover import discover
 from i2icurate.data.demo import DATASETS, write_demo_images
+from i2icurate.data.domains import LABELS_HEADER
 from i2icurate.data.labels import folder_labels
 from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
@@ -80,7 +81,7 @@ def write_class_labels(folder: Path, per_class: int, dest: Path, seed: int = 0) 
         for path in rng.permutation(files)[:per_class]:
             rows.append((str(path), f"cluster_{i}", "benchmark", "2026-12-02T00:00:00"))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(dest, ["path", "label", "source", "time"], rows)
+    write_csv(dest, LABELS_HEADER, rows)
     return dest
 
 

@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from i2icurate.commands.discover import discover
 from i2icurate.curation.changes import parent_clusters, touched_clusters
 from i2icurate.data.demo import DATASETS, write_demo_images
-from i2icurate.data.domains import EXCLUDE, NEW_CLUSTER
+from i2icurate.data.domains import EXCLUDE, LABELS_HEADER, NEW_CLUSTER
 from i2icurate.data.labels import folder_labels
 from i2icurate.runs import read_csv, read_json, write_csv
 
@@ -145,7 +145,7 @@ def simulate_reviewer(run: Path, name: str, out: Path, share: float, handful: in
     confidence = np.array([float(r["confidence"]) for r in rows])
     labels = REVIEWERS[name](rows, truth, clusters, confidence, class_to_cluster(truth, clusters), share, handful)
     now = dt.datetime.now().isoformat(timespec="seconds")
-    write_csv(out, ["path", "label", "source", "time"], [(p, label, "human", now) for p, label in labels])
+    write_csv(out, LABELS_HEADER, [(p, label, "human", now) for p, label in labels])
     return labels
 
 

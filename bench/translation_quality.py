@@ -56,7 +56,7 @@ from rich.table import Table
 from i2icurate.commands.discover import discover
 from i2icurate.commands.translate import translate
 from i2icurate.data.cache import load_cache
-from i2icurate.data.domains import LABELS_CSV
+from i2icurate.data.domains import LABELS_CSV, LABELS_HEADER
 from i2icurate.data.imageio import decode_to_array
 from i2icurate.engines.loop import Interrupted
 from i2icurate.engines.tunit import resolve_device
@@ -191,7 +191,7 @@ def write_domain_labels(run: str | Path, folders: dict[str, int], source: str = 
     """
     run = Path(run)
     stamp = dt.datetime.now().isoformat(timespec="seconds")
-    header = ["path", "label", "source", "time"]
+    header = list(LABELS_HEADER)
     old = read_csv(run / LABELS_CSV) if (run / LABELS_CSV).is_file() else []
     new, counts = [], Counter()
     for row in read_csv(run / "assignments.csv"):

@@ -20,12 +20,11 @@ from rich.table import Table
 
 from i2icurate.curation.dataset import HUMAN_FIELD, dataset_name
 from i2icurate.curation.fo_env import import_fiftyone
-from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, human_labels
+from i2icurate.data.domains import EXCLUDE, LABELS_CSV, LABELS_HEADER, NEW_CLUSTER, human_labels
 from i2icurate.errors import UserError
 from i2icurate.markup import escape
 from i2icurate.runs import open_run, read_csv, read_json, write_text
 
-LABELS_HEADER = ("path", "label", "source", "time")
 _CLUSTER_TAG = re.compile(r"cluster[:_ ]?(\d+)")
 _NEW_TAGS = {"new_cluster", "new cluster", "new-cluster", "newcluster"}
 

@@ -11,6 +11,7 @@ from i2icurate.errors import UserError
 from i2icurate.runs import read_csv
 
 LABELS_CSV = "labels.csv"
+LABELS_HEADER = ("path", "label", "source", "time")  # labels.csv columns; later rows win
 EXCLUDE = "exclude"
 NEW_CLUSTER = "new_cluster"  # images of none of the clusters: a retrain --from their run gives them one new cluster
 
