@@ -14,6 +14,7 @@ pretrained trunk). ACC / NMI / ARI, the number of clusters that hold images, and
     python bench/cluster_quality.py --device cuda --baseline vgg11      # GPU: the GPU plan (128 px)
     python bench/cluster_quality.py --preset tiny            # the previous default alone
     python bench/cluster_quality.py --preset full --img-size 32 --iters 20000 --precision fp32  # bf16 vs fp32
+    python bench/cluster_quality.py --dataset typefaces-2 --dataset photo-renderings --domains style   # style sets
 
 With `--k auto` it measures `discover -k auto` instead: on each set (animal-mnist, MNIST-5k and `mixed`: animal-mnist
 silhouettes and MNIST digits, 1,000 of each by default, labelled by source) one run chooses K itself and one is given
@@ -200,6 +201,8 @@ def _describe(run: Path, seconds: float) -> dict:
 @click.option("--per-class", type=int, default=None, help="Images per class (default: all).")
 @click.option("--preset", default=None, help="discover preset under test (default: none, the hardware plan).")
 @click.option("--backbone", default=None, help="discover --backbone under test (default: discover's).")
+@click.option("--domains", type=click.Choice(("content", "style")), default=None,
+              help="discover --domains under test (default: discover's).")
 @click.option("--iters", type=int, default=None)
 @click.option("--warmup-frac", type=float, default=None, help="discover's share of head (warm-up) iterations.")
 @click.option("--img-size", type=int, default=None)
@@ -218,13 +221,14 @@ def _describe(run: Path, seconds: float) -> dict:
 @click.option("--labels-per-class", type=int, default=None,
               help="Give discover a labels.csv naming this many images of every class (a reviewer's tags); ACC "
                    "is then over every image, the labelled ones included.")
-def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, batch_size, device, precision, compile_,
-         trained_baselines, seed, project, json_out, workers, k, reuse, threads, data, labels_per_class) -> None:
+def main(datasets, per_class, preset, backbone, domains, iters, warmup_frac, img_size, batch_size, device, precision,
+         compile_, trained_baselines, seed, project, json_out, workers, k, reuse, threads, data,
+         labels_per_class) -> None:
     """Run discover on labelled real data and print ACC / NMI / ARI next to the baselines."""
     console = Console()
     results: dict[str, dict] = {}
     common = {"device": device, "precision": precision, "compile": compile_, "seed": seed, "workers": workers,
-              "threads": threads}
+              "threads": threads, "domains": domains}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(project or Path(tmp) / "runs")
         if k == "auto":
@@ -252,7 +256,9 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
             run, seconds = _timed_discover(folder, console, preset=preset, backbone=backbone, iters=iters,
                                            warmup_frac=warmup_frac, img_size=img_size, batch_size=batch_size,
                                            project=str(runs), name=dataset, labels=labels, **common)
-            label = f"discover ({preset or 'default plan'}, {read_json(run / 'config.json').get('backbone', 'vgg11')}"
+            run_cfg = read_json(run / "config.json")
+            label = f"discover ({preset or 'default plan'}, {run_cfg.get('backbone', 'vgg11')}"
+            label += f", --domains {run_cfg['domains']}" if domains else ""
             label += f", {labels_per_class} labels per class)" if labels_per_class else ")"
             methods = {label: {**run_scores(run), **_describe(run, seconds)}}
             methods.update(baselines(run))
@@ -263,12 +269,13 @@ def main(datasets, per_class, preset, backbone, iters, warmup_frac, img_size, ba
                                             "ema_beta")}
                 # the from-scratch guiding network at the same schedule, with the tiny preset's width and rate
                 scratch, s_sec = _timed_discover(folder, console, backbone="vgg11", e_width=16, lr_e=5e-4,
-                                                 project=str(runs), name=f"{dataset}-vgg11", **same, **common)
+                                                 project=str(runs), name=f"{dataset}-vgg11", **same,
+                                                 **{**common, "domains": None})
                 methods["discover --backbone vgg11 (same schedule)"] = {**run_scores(scratch),
                                                                          **_describe(scratch, s_sec)}
             if "tiny" in trained_baselines:
                 tiny, t_sec = _timed_discover(folder, console, preset="tiny", project=str(runs),
-                                              name=f"{dataset}-tiny", **common)
+                                              name=f"{dataset}-tiny", **{**common, "domains": None})
                 methods["discover --preset tiny (previous default)"] = {**run_scores(tiny), **_describe(tiny, t_sec)}
             results[dataset] = {"methods": methods, "precision": precision, **_describe(run, seconds)}
             if json_out:

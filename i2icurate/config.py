@@ -120,6 +120,10 @@ DISCOVER = _opts(
            "(weights from the torch cache, downloaded once where online) or a weights file (ARCH:PATH)."),
     Option("backbone_size", 0, "Pixels the pretrained trunk reads (0 = the plan's choice: 64 on CPU, 128 on GPU).",
            int, 0, 512),
+    Option("domains", "content", "What the clusters of a pretrained trunk separate: 'content', what the images show "
+           "(the trunk's pooled features and channel statistics), or 'style', how they are rendered (typeface, medium, "
+           "colour or line-art: the trunk's channel and Gram statistics beside low-level rendering statistics, without "
+           "the pooled features); docs/discover.md.", str, choices=("content", "style")),
     Option("heads", 5, "Class heads trained together on a pretrained trunk; the run assigns with the best one.",
            int, 1, 32),
     Option("pca_dim", 64, "Size of the descriptor the heads read (principal axes of the trunk's features).", int, 8,

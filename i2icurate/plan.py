@@ -113,7 +113,8 @@ def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> s
     est = estimate_seconds(cfg, n_images, device)
     warmup = warmup_iterations(cfg)
     total = sum(est.values())
-    return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, {cfg['heads']} heads x "
+    return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, clusters by "
+            f"{cfg.get('domains', 'content')}, {cfg['heads']} heads x "
             f"{warmup} updates, then {cfg['iters'] - warmup} generator iterations at {cfg['img_size']} px "
             f"(batch {cfg['batch_size']}) on {device}: about {_minutes(total)} ("
             + (f"choosing K {_minutes(est['k_choice'])}, " if "k_choice" in est else "")

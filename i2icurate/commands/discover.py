@@ -55,9 +55,9 @@ from i2icurate.threads import apply_threads, choose_threads, requested_threads
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage", "k_auto")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
 ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width", "backbone",
-                "backbone_size", "heads", "pca_dim", "style_weight")
+                "backbone_size", "heads", "pca_dim", "style_weight", "domains")
 # what a run made before an option existed used
-BEFORE_OPTION = {"backbone": SCRATCH}
+BEFORE_OPTION = {"backbone": SCRATCH, "domains": "content"}
 
 
 def default_workers(workers: int) -> int:
@@ -154,6 +154,9 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         cfg["k"] = SCRATCH_K
     if uses_pretrained_trunk(cfg):
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
+    elif cfg["domains"] != "content":
+        raise UserError(f"--domains {cfg['domains']} chooses what a pretrained trunk's heads read; --backbone "
+                        f"{cfg['backbone']} is trained from scratch (drop --backbone/--preset for the default trunk)")
     new_cluster = None
     if NEW_CLUSTER in given.values():
         new_cluster = new_cluster_index(cfg, parent, parent_cfg, asked_k)
@@ -342,7 +345,8 @@ def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
     """Copy the parent run's trunk features when it decoded the same images (paths and content) at the same size
     with the same trunk; False when anything differs."""
     parent_cfg = read_json(parent / CONFIG_FILE)
-    same = all(parent_cfg.get(key) == cfg.get(key) for key in ("backbone", "backbone_size", "img_size"))
+    same = all(parent_cfg.get(key, BEFORE_OPTION.get(key)) == cfg.get(key, BEFORE_OPTION.get(key))
+               for key in ("backbone", "backbone_size", "img_size", "domains"))
     if not same or cached_features(run, len(read_csv(run / IMAGES_CSV))) is not None:
         return False
     mine, theirs = read_csv(run / IMAGES_CSV), read_csv(parent / IMAGES_CSV)

@@ -34,6 +34,7 @@ from i2icurate.models.backbones import SCRATCH, is_pretrained, load_backbone
 from i2icurate.models.tunit import Discriminator, Generator, GuidingNetwork
 from i2icurate.models.tunit.losses import StyleQueue, d_hinge_loss, g_adv_loss, iic_loss, moco_loss, r1_penalty
 from i2icurate.models.tunit.pretrained_guiding import PretrainedGuidingNetwork
+from i2icurate.models.tunit.style_guiding import StyleGuidingNetwork
 from i2icurate.plan import warmup_iterations
 
 
@@ -77,6 +78,13 @@ def speed_settings(cfg: dict[str, Any], device: torch.device) -> SpeedSettings:
     )
 
 
+# --domains: what the class heads of a pretrained trunk read (models/tunit/pretrained_guiding.py, style_guiding.py)
+GUIDING_BY_DOMAINS: dict[str, type[PretrainedGuidingNetwork]] = {
+    "content": PretrainedGuidingNetwork,
+    "style": StyleGuidingNetwork,
+}
+
+
 def uses_pretrained_trunk(cfg: dict[str, Any]) -> bool:
     """Whether the run's guiding network is a pretrained trunk with heads (runs made before --backbone: no)."""
     return is_pretrained(cfg.get("backbone", SCRATCH))
@@ -87,8 +95,8 @@ def build_guiding(cfg: dict[str, Any]) -> nn.Module:
     if not uses_pretrained_trunk(cfg):
         return GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"])
     trunk = load_backbone(cfg["backbone"], cfg["backbone_size"])
-    return PretrainedGuidingNetwork(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"],
-                                    cfg["style_weight"])
+    network = GUIDING_BY_DOMAINS[cfg.get("domains", "content")]  # runs made before --domains: content
+    return network(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"], cfg["style_weight"])
 
 
 def build_networks(cfg: dict[str, Any]) -> dict[str, nn.Module]:

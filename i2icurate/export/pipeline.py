@@ -27,7 +27,7 @@ from i2icurate.export.summary import cluster_summary, print_summary
 from i2icurate.export.visuals import cluster_sheets, scatter_png, translation_grid, umap_2d
 from i2icurate.markup import escape
 from i2icurate.metrics.clustering import clustering_scores
-from i2icurate.models.backbones import SCRATCH
+from i2icurate.models.backbones import SCRATCH, is_pretrained
 from i2icurate.runs import atomic_path, read_csv, read_json, save_npy, write_json
 
 IMAGES_CSV = "images.csv"
@@ -199,12 +199,18 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     scores = clustering_scores(truth, clusters) if truth is not None else None
     table = cluster_summary(clusters, confidence, k)
     used = sum(1 for row in table if row["size"] > 0)
-    summary = {"images": n, "k": k, "clusters_used": used, "backbone": cfg.get("backbone", SCRATCH),
+    backbone = cfg.get("backbone", SCRATCH)
+    summary = {"images": n, "k": k, "clusters_used": used, "backbone": backbone,
+               "domains": cfg.get("domains", "content") if is_pretrained(backbone) else None,
                "clusters": table, "scores": scores, "eval_labels": spec}
     if cfg.get("k_auto"):  # -k auto: the chosen K, the runner-up and the rule (figures in k_sweep.csv, k_curve.png)
         summary["k_auto"] = cfg["k_auto"]
     write_json(run / "summary.json", summary)
     print_summary(console, table, scores, title=escape(run))
+    if summary["domains"] is not None:
+        console.print(f"clusters by {summary['domains']} (--domains {summary['domains']}: "
+                      + ("what the images show" if summary["domains"] == "content" else "how the images are rendered")
+                      + ")", highlight=False)
     if cfg.get("k_auto"):
         console.print(k_auto_line(cfg["k_auto"]), highlight=False)
     if used < k:

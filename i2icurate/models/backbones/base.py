@@ -50,18 +50,26 @@ class Backbone(nn.Module):
         """The trunk stays in eval mode: its BatchNorm statistics are ImageNet's."""
         return super().train(False)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(content (B, content_dim), style statistics (B, style_dim)) of images in [-1, 1], any square size."""
+    def maps(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """`stages` of images in [-1, 1] of any square size, resized to `input_size` and ImageNet-normalised."""
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.input_size)
-        x = ((x + 1) / 2 - self.mean) / self.std
-        maps, final = self.stages(x)
-        stats = []
-        for m in maps:
-            m = m.float()
-            stats += [m.mean(dim=(2, 3)), m.flatten(2).std(dim=2, unbiased=False)]
-        return final.float().mean(dim=(2, 3)), torch.cat(stats, dim=1)
+        return self.stages(((x + 1) / 2 - self.mean) / self.std)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(content (B, content_dim), style statistics (B, style_dim)) of images in [-1, 1], any square size."""
+        maps, final = self.maps(x)
+        return final.float().mean(dim=(2, 3)), channel_statistics(maps)
+
+
+def channel_statistics(maps: list[Tensor]) -> Tensor:
+    """(B, 2 * channels) of every map: each channel's mean and standard deviation over positions, map by map."""
+    stats = []
+    for m in maps:
+        m = m.float()
+        stats += [m.mean(dim=(2, 3)), m.flatten(2).std(dim=2, unbiased=False)]
+    return torch.cat(stats, dim=1)
 
 
 def load_weights(net: nn.Module, path: str | Path, what: str) -> None:

@@ -26,10 +26,21 @@ def _l2(x: Tensor) -> Tensor:
     return F.normalize(x, dim=1, eps=1e-8)
 
 
+def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, the first `dim` principal axes as columns, their variances) of the rows of float64 `x`."""
+    mean = x.mean(0)
+    # from the covariance (columns x columns, whatever the number of rows); signs fixed so that each axis's largest
+    # entry is positive, which makes two fits on the same rows identical
+    values, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))
+    axes = vectors[:, ::-1][:, :dim]
+    axes = axes * np.sign(axes[np.abs(axes).argmax(0), np.arange(axes.shape[1])])
+    return mean, np.ascontiguousarray(axes), values[::-1][:dim].copy()
+
+
 class PretrainedGuidingNetwork(nn.Module):
     """Guiding network on a frozen `Backbone`: `forward(x)` gives (logits of the chosen head, style code)."""
 
-    def __init__(self, backbone: Backbone, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
+    def __init__(self, backbone: Backbone | nn.Module, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
                  style_weight: float = 1.0, hidden: int = 256) -> None:
         super().__init__()
         self.k, self.style_dim, self.style_weight = k, style_dim, style_weight
@@ -60,14 +71,9 @@ class PretrainedGuidingNetwork(nn.Module):
             z = (x - mean) / std
             parts.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8))
         joined = np.concatenate([parts[0], parts[1] * self.style_weight], axis=1)
-        mean = joined.mean(0)
-        # principal axes from the covariance (dim x dim, whatever the number of images); signs fixed so that each
-        # axis's largest entry is positive
-        _, vectors = np.linalg.eigh(np.cov(joined - mean, rowvar=False))
-        axes = vectors[:, ::-1][:, : self.feat_dim]
-        axes = axes * np.sign(axes[np.abs(axes).argmax(0), np.arange(axes.shape[1])])
+        mean, axes, _ = principal_axes(joined, self.feat_dim)
         self.proj_mean.copy_(torch.from_numpy(mean))
-        self.proj.copy_(torch.from_numpy(np.ascontiguousarray(axes)))
+        self.proj.copy_(torch.from_numpy(axes))
 
     def _joined(self, content: Tensor, style: Tensor) -> Tensor:
         c = _l2((content.float() - self.content_mean) / self.content_std)
