@@ -52,10 +52,12 @@ def _summary(run):
 
 def test_style_heads_separate_typefaces_that_content_heads_mix(runs):
     style, content = _summary(runs["style"]), _summary(runs["content"])
-    # measured: 0.69 against 0.54 (the pooled features group the glyphs by letter shape, not by typeface)
-    assert style["scores"]["acc"] >= 0.62
-    assert style["scores"]["acc"] >= content["scores"]["acc"] + 0.08
+    # measured: 0.66 against 0.53 (the pooled features group the glyphs by letter shape, not by typeface)
+    assert style["scores"]["acc"] >= 0.6
+    assert style["scores"]["acc"] >= content["scores"]["acc"] + 0.06
     assert style["domains"] == "style" and content["domains"] == "content"
+    knn = {name: json.loads((runs[name] / "config.json").read_text())["knn"] for name in ("style", "content")}
+    assert knn == {"style": 50, "content": 20}  # DOMAIN_DEFAULTS: style domains are broad
     printed = runs["printed"]
     assert "clusters by style" in printed.split("TUNIT:")[0]  # in the plan, before training
     assert "clusters by style (--domains style: how the images are rendered)" in printed
@@ -79,9 +81,10 @@ def test_style_features_are_cached_and_export_assigns_what_the_heads_learned(run
 def test_a_retrain_from_a_style_run_keeps_its_domains_and_features(runs, typefaces, tmp_path):
     labels = cluster_quality.write_class_labels(typefaces, 10, tmp_path / "labels.csv")
     run = discover(typefaces, from_run=str(runs["style"]), labels=str(labels), project=str(tmp_path / "runs"),
-                   console=Console(quiet=True), **{**HEADS_ONLY, "iters": 20})
+                   console=Console(quiet=True), **{**HEADS_ONLY, "iters": 20, "knn": 30})
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["domains"] == "style"  # inherited with the networks
+    assert cfg["knn"] == 30  # an explicit value wins over the style default
     assert np.array_equal(np.load(run / STYLE_NPY), np.load(runs["style"] / STYLE_NPY))
     assert _summary(run)["domains"] == "style"
 

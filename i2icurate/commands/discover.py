@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
-from i2icurate.config import AUTO, SCRATCH_K, reject_options_on_resume, resolve
+from i2icurate.config import AUTO, DISCOVER, DOMAIN_DEFAULTS, SCRATCH_K, reject_options_on_resume, resolve
 from i2icurate.curation.changes import anchor_targets, parent_assignments
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
@@ -144,7 +144,8 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
                              options.get("head_batch") or 512)
         if options.get("iters") is not None and options.get("warmup_frac") is None:
             plan = fit_plan_to_iters(plan, options["iters"])
-    cfg = resolve("discover", preset, defaults=plan, **options)
+    domain_defaults = DOMAIN_DEFAULTS.get(options.get("domains") or DISCOVER["domains"].default, {})
+    cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
