@@ -32,7 +32,8 @@ def _blockwise_l2(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
 
 
 class StyleGuidingNetwork(PretrainedGuidingNetwork):
-    """Guiding network on a `StyleTrunk` around a frozen `Backbone`; same interface as `PretrainedGuidingNetwork`."""
+    """Guiding network on a `StyleTrunk` around a frozen `Backbone`; same interface as `PretrainedGuidingNetwork`
+    (`style_weight`, the content descriptor's balance of its two parts, is kept in the signature and not read)."""
 
     def __init__(self, backbone: Backbone, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
                  style_weight: float = 1.0, hidden: int = 256) -> None:
