@@ -28,6 +28,7 @@ class Option:
 
 
 AUTO = "auto"
+CONTENT = "content"  # the default of --domains, and what runs made before that option used
 SCRATCH_K = 10  # K of a from-scratch trunk when -k is not given: it has no features to choose K from before training
 
 
@@ -120,7 +121,7 @@ DISCOVER = _opts(
            "(weights from the torch cache, downloaded once where online) or a weights file (ARCH:PATH)."),
     Option("backbone_size", 0, "Pixels the pretrained trunk reads (0 = the plan's choice: 64 on CPU, 128 on GPU).",
            int, 0, 512),
-    Option("domains", "content", "What the clusters of a pretrained trunk separate: 'content', what the images show "
+    Option("domains", CONTENT, "What the clusters of a pretrained trunk separate: 'content', what the images show "
            "(the trunk's pooled features and channel statistics), or 'style', how they are rendered (typeface, medium, "
            "colour or line-art: the trunk's channel and Gram statistics beside low-level rendering statistics, without "
            "the pooled features); docs/discover.md.", str, choices=("content", "style")),
@@ -194,6 +195,11 @@ TRANSLATE = _opts(
 # Style domains are broad (one typeface or rendering spans the folder): 50 neighbours measured better than 20 on all
 # four style sets of bench/style_sets.py, with and without labels, and worse on the content sets (bench/RESULTS.md).
 DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {"style": {"knn": 50}}
+
+
+def run_domains(cfg: dict[str, Any]) -> str:
+    """The --domains of a discover config or options (not given, or a run made before the option: content)."""
+    return cfg.get("domains") or CONTENT
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "discover": {

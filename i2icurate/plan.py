@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from i2icurate.config import AUTO
+from i2icurate.config import AUTO, run_domains
 from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
@@ -114,7 +114,7 @@ def describe_plan(cfg: dict[str, Any], n_images: int, device: torch.device) -> s
     warmup = warmup_iterations(cfg)
     total = sum(est.values())
     return (f"plan: {n_images} images, {cfg['backbone']} trunk at {cfg['backbone_size']} px, clusters by "
-            f"{cfg.get('domains', 'content')}, {cfg['heads']} heads x "
+            f"{run_domains(cfg)}, {cfg['heads']} heads x "
             f"{warmup} updates, then {cfg['iters'] - warmup} generator iterations at {cfg['img_size']} px "
             f"(batch {cfg['batch_size']}) on {device}: about {_minutes(total)} ("
             + (f"choosing K {_minutes(est['k_choice'])}, " if "k_choice" in est else "")

@@ -16,7 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from i2icurate import __version__
 from i2icurate.commands.auto_k import sweep_k
 from i2icurate.commands.preflight import check_candidates, check_k, discard_on_failure, discard_unstarted, warn_k
-from i2icurate.config import AUTO, DISCOVER, DOMAIN_DEFAULTS, SCRATCH_K, reject_options_on_resume, resolve
+from i2icurate.config import (
+    AUTO,
+    CONTENT,
+    DOMAIN_DEFAULTS,
+    SCRATCH_K,
+    reject_options_on_resume,
+    resolve,
+    run_domains,
+)
 from i2icurate.curation.changes import anchor_targets, parent_assignments
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
@@ -57,7 +65,7 @@ META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "li
 ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width", "backbone",
                 "backbone_size", "heads", "pca_dim", "style_weight", "domains")
 # what a run made before an option existed used
-BEFORE_OPTION = {"backbone": SCRATCH, "domains": "content"}
+BEFORE_OPTION = {"backbone": SCRATCH, "domains": CONTENT}
 
 
 def default_workers(workers: int) -> int:
@@ -144,7 +152,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
                              options.get("head_batch") or 512)
         if options.get("iters") is not None and options.get("warmup_frac") is None:
             plan = fit_plan_to_iters(plan, options["iters"])
-    domain_defaults = DOMAIN_DEFAULTS.get(options.get("domains") or DISCOVER["domains"].default, {})
+    domain_defaults = DOMAIN_DEFAULTS.get(run_domains(options), {})
     cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
@@ -155,7 +163,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
         cfg["k"] = SCRATCH_K
     if uses_pretrained_trunk(cfg):
         load_backbone(cfg["backbone"], cfg["backbone_size"])  # a missing or unreadable trunk fails before the run
-    elif cfg["domains"] != "content":
+    elif cfg["domains"] != CONTENT:
         raise UserError(f"--domains {cfg['domains']} chooses what a pretrained trunk's heads read; --backbone "
                         f"{cfg['backbone']} is trained from scratch (drop --backbone/--preset for the default trunk)")
     new_cluster = None

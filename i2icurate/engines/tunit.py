@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
+from i2icurate.config import CONTENT, run_domains
 from i2icurate.data.augment import positive_pair, random_flip, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
@@ -80,7 +81,7 @@ def speed_settings(cfg: dict[str, Any], device: torch.device) -> SpeedSettings:
 
 # --domains: what the class heads of a pretrained trunk read (models/tunit/pretrained_guiding.py, style_guiding.py)
 GUIDING_BY_DOMAINS: dict[str, type[PretrainedGuidingNetwork]] = {
-    "content": PretrainedGuidingNetwork,
+    CONTENT: PretrainedGuidingNetwork,
     "style": StyleGuidingNetwork,
 }
 
@@ -95,7 +96,7 @@ def build_guiding(cfg: dict[str, Any]) -> nn.Module:
     if not uses_pretrained_trunk(cfg):
         return GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"])
     trunk = load_backbone(cfg["backbone"], cfg["backbone_size"])
-    network = GUIDING_BY_DOMAINS[cfg.get("domains", "content")]  # runs made before --domains: content
+    network = GUIDING_BY_DOMAINS[run_domains(cfg)]
     return network(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"], cfg["style_weight"])
 
 

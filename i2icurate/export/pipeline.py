@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 
 from i2icurate.commands.auto_k import k_auto_line
+from i2icurate.config import CONTENT, run_domains
 from i2icurate.curation.changes import write_changes
 from i2icurate.data.cache import load_cache
 from i2icurate.data.domains import LABELS_CSV, read_labels
@@ -201,7 +202,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     used = sum(1 for row in table if row["size"] > 0)
     backbone = cfg.get("backbone", SCRATCH)
     summary = {"images": n, "k": k, "clusters_used": used, "backbone": backbone,
-               "domains": cfg.get("domains", "content") if is_pretrained(backbone) else None,
+               "domains": run_domains(cfg) if is_pretrained(backbone) else None,
                "clusters": table, "scores": scores, "eval_labels": spec}
     if cfg.get("k_auto"):  # -k auto: the chosen K, the runner-up and the rule (figures in k_sweep.csv, k_curve.png)
         summary["k_auto"] = cfg["k_auto"]
@@ -209,7 +210,7 @@ def export_run(run: Path, console: Console, eval_labels: str | None = None) -> d
     print_summary(console, table, scores, title=escape(run))
     if summary["domains"] is not None:
         console.print(f"clusters by {summary['domains']} (--domains {summary['domains']}: "
-                      + ("what the images show" if summary["domains"] == "content" else "how the images are rendered")
+                      + ("what the images show" if summary["domains"] == CONTENT else "how the images are rendered")
                       + ")", highlight=False)
     if cfg.get("k_auto"):
         console.print(k_auto_line(cfg["k_auto"]), highlight=False)
