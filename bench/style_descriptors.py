@@ -28,7 +28,6 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from scipy.stats import kurtosis
@@ -41,8 +40,8 @@ from i2icurate.data.imageio import decode_to_array
 from i2icurate.engines.features import neighbours
 from i2icurate.metrics.clustering import clustering_scores
 from i2icurate.models.backbones import load_backbone
-
-GRAM_STAGES = 4  # stem and the first three stages: small channel counts, local appearance
+from i2icurate.models.backbones.base import channel_statistics
+from i2icurate.models.backbones.style_trunk import GRAM_STAGES, gram_statistics
 
 
 def _std_l2(x: np.ndarray) -> np.ndarray:
@@ -59,31 +58,20 @@ def _pca(x: np.ndarray, dim: int, unit: bool = True) -> np.ndarray:
 
 @torch.no_grad()
 def trunk_statistics(images: np.ndarray, trunk_size: int = 64, batch: int = 128) -> dict[str, np.ndarray]:
-    """Pooled features, per-stage channel mean/std and early-stage Gram matrices of (N, S, S, 3) uint8 images."""
+    """Pooled features, per-stage channel mean/std and early-stage Gram statistics of (N, S, S, 3) uint8 images,
+    computed by the package's own trunk code (what `discover --domains style` caches)."""
     trunk = load_backbone("efficientnet-lite0", trunk_size)
     out: dict[str, list[np.ndarray]] = {"pooled": [], "per-stage": [], "gram": []}
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        x = F.interpolate(x, size=(trunk_size, trunk_size), mode="bilinear", align_corners=False)
-        maps, final = trunk.stages(((x + 1) / 2 - trunk.mean) / trunk.std)
+        maps, final = trunk.maps(x)
         out["pooled"].append(final.mean((2, 3)).numpy())
-        out["per-stage"].append(np.concatenate([_std_blocks_raw(m) for m in maps], 1))
-        grams = []
-        for m in maps[:GRAM_STAGES]:
-            f = m.flatten(2)
-            f = f - f.mean(2, keepdim=True)
-            gram = f @ f.transpose(1, 2) / f.shape[2]
-            rows, cols = torch.triu_indices(gram.shape[1], gram.shape[1])
-            grams.append(gram[:, rows, cols].numpy())
-        out["gram"].append(np.concatenate(grams, 1))
+        out["per-stage"].append(channel_statistics(maps).numpy())
+        out["gram"].append(gram_statistics(maps[:GRAM_STAGES]).numpy())
     stats = {k: np.concatenate(v).astype(np.float64) for k, v in out.items()}
     stats["stage_channels"] = np.array([2 * c for c in trunk.stage_channels])
     stats["gram_sizes"] = np.array([c * (c + 1) // 2 for c in trunk.stage_channels[:GRAM_STAGES]])
     return stats
-
-
-def _std_blocks_raw(m: torch.Tensor) -> np.ndarray:
-    return torch.cat([m.mean((2, 3)), m.flatten(2).std(2)], 1).numpy()
 
 
 def _blocks(x: np.ndarray, sizes: np.ndarray) -> np.ndarray:

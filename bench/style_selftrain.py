@@ -5,8 +5,9 @@ For each set (the style-domain sets of bench/style_sets.py and samples of the co
 `discover` decodes them on a CPU (32 px, trunk reading 64 px) are described by
   - the frozen trunk's per-stage channel mean/std and early Gram statistics (bench/style_descriptors.py), each
     block standardised, PCA-whitened to 32 dimensions;
-  - eight families of low-level rendering statistics of the decoded image (`rendering_statistics`): saturation,
-    channel spread, tone, palette, gradient magnitude and orientation, ink stroke width, MSCN contrast.
+  - eight families of low-level rendering statistics of the decoded image, the package's own
+    (`i2icurate/models/backbones/rendering.py`): saturation, channel spread, tone, palette, gradient magnitude and
+    orientation, ink stroke width, MSCN contrast.
 `F` is all of them side by side. Then, for each seed:
   1. starts: k-means (K = the number of classes) on each low-level family, on all of them, and on the first 2, 4,
      8 or 16 whitened axes of the per-stage and Gram blocks;
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from scipy import ndimage
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -45,48 +45,23 @@ from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.metrics.clustering import clustering_scores
+from i2icurate.models.backbones.rendering import FAMILIES
+from i2icurate.models.backbones.rendering import rendering_statistics as package_rendering_statistics
 
 PROBE_C = 0.05  # the logistic regression's inverse L2 strength on standardised F (~100 columns)
 
 
-def _hist(values: np.ndarray, bins: int, lo: float, hi: float, weights: np.ndarray | None = None) -> np.ndarray:
-    h = np.histogram(values, bins, (lo, hi), weights=weights)[0].astype(np.float64)
-    return h / max(h.sum(), 1e-12)
-
-
-def rendering_statistics(image: np.ndarray) -> dict[str, np.ndarray]:
-    """Low-level statistics of how one (S, S, 3) uint8 image is rendered, by family."""
-    x = image.astype(np.float64) / 255.0
-    grey = x @ np.array([0.299, 0.587, 0.114])
-    top, bottom = x.max(2), x.min(2)
-    saturation = np.where(top > 0, (top - bottom) / np.maximum(top, 1e-12), 0.0)
-    codes = (image.astype(np.int64) // 8) @ np.array([1024, 32, 1])  # 5-bit colours
-    _, counts = np.unique(codes, return_counts=True)
-    share = np.sort(counts / counts.sum())[::-1]
-    gx, gy = ndimage.sobel(grey, 1), ndimage.sobel(grey, 0)
-    magnitude = np.hypot(gx, gy)
-    ink = grey < 0.5
-    if ink.mean() > 0.5:  # the minority tone is the ink (dark strokes on light, or light on dark)
-        ink = ~ink
-    depth = ndimage.distance_transform_edt(ink)[ink]
-    mean = ndimage.gaussian_filter(grey, 7 / 6)
-    spread = np.sqrt(np.abs(ndimage.gaussian_filter(grey * grey, 7 / 6) - mean * mean))
-    return {
-        "saturation": _hist(saturation, 8, 0, 1),
-        "spread": _hist(top - bottom, 8, 0, 1),
-        "tone": _hist(grey, 16, 0, 1),
-        "palette": np.array([np.log(len(share)), -(share * np.log(share)).sum(), share[0], share[:4].sum()]),
-        "gradient": _hist(np.log1p(20 * magnitude), 10, 0, np.log1p(20 * 5.7)),
-        "orientation": _hist(np.arctan2(gy, gx) % np.pi, 8, 0, np.pi, weights=magnitude),
-        "stroke": np.concatenate([_hist(depth, 8, 0.5, 8.5) if depth.size else np.zeros(8), [ink.mean()]]),
-        "mscn": _hist((grey - mean) / (spread + 1 / 255), 16, -3, 3),
-    }
+def rendering_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+    """The package's rendering statistics (what `discover --domains style` reads) of (N, S, S, 3) uint8 images,
+    split by family: (N, width) per family name."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    columns = torch.split(package_rendering_statistics(x).double(), [w for _, w in FAMILIES], dim=1)
+    return {name: part.numpy() for (name, _), part in zip(FAMILIES, columns, strict=True)}
 
 
 def feature_blocks(images: np.ndarray, trunk_size: int = 64) -> dict[str, np.ndarray]:
     """Each block of F, standardised: the low-level families and the whitened trunk blocks."""
-    per_image = [rendering_statistics(im) for im in images]
-    blocks = {f"low:{name}": np.stack([s[name] for s in per_image]) for name in per_image[0]}
+    blocks = {f"low:{name}": values for name, values in rendering_statistics(images).items()}
     stats = trunk_statistics(images, trunk_size)
     blocks["per-stage"] = PCA(32, whiten=True, random_state=0).fit_transform(
         _blocks(stats["per-stage"], stats["stage_channels"]))

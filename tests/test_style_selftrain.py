@@ -1,11 +1,13 @@
-"""bench/style_selftrain.py on real glyphs: the rendering statistics tell a bold face from a light one, and
+"""bench/style_selftrain.py on real glyphs: its low-level blocks are the package's rendering statistics, and
 cross-validated self-training carries a partly wrong typeface partition back towards the true one."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from i2icurate.models.backbones.rendering import FAMILIES, rendering_statistics
 from tests.conftest import load_bench
 
 style_sets = load_bench("style_sets.py")
@@ -22,13 +24,17 @@ def glyphs(tmp_path_factory):
     return images, np.unique(truth, return_inverse=True)[1], truth
 
 
-def test_bold_strokes_are_deeper_than_serif_strokes(glyphs):
+def test_low_level_blocks_are_the_package_rendering_statistics(glyphs):
     images, classes, truth = glyphs
+    families = style_selftrain.rendering_statistics(images)
+    assert [(name, values.shape) for name, values in families.items()] == [
+        (name, (len(images), width)) for name, width in FAMILIES]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert np.allclose(np.concatenate(list(families.values()), 1), rendering_statistics(x).numpy(), atol=1e-6)
     bold = classes == classes[truth.index("sans-bold")]
-    depth = np.array([style_selftrain.rendering_statistics(im)["stroke"][:8] @ np.arange(1, 9) for im in images])
+    depth = families["stroke"][:, :8] @ np.arange(1, 9)
     assert depth[bold].mean() > depth[~bold].mean()
-    # black glyphs on white: no colour at all
-    assert all(style_selftrain.rendering_statistics(im)["saturation"][0] == 1.0 for im in images[:5])
+    assert (families["saturation"][:, 0] == 1.0).all()  # black glyphs on white: no colour at all
 
 
 def test_self_training_repairs_a_partly_wrong_partition(glyphs):
