@@ -35,6 +35,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import FastICA
 from style_sets import STYLE_SETS, write_style_set
 
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.data.imageio import decode_to_array
 from i2icurate.engines.features import neighbours
@@ -63,7 +64,7 @@ def trunk_statistics(images: np.ndarray, trunk_size: int = 64, batch: int = 128)
     trunk = load_backbone("efficientnet-lite0", trunk_size)
     out: dict[str, list[np.ndarray]] = {"pooled": [], "per-stage": [], "gram": []}
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = signed_from_u8(images[start : start + batch])
         maps, final = trunk.maps(x)
         out["pooled"].append(final.mean((2, 3)).numpy())
         out["per-stage"].append(channel_statistics(maps).numpy())

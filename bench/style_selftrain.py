@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from style_descriptors import _blocks, _load_folder, trunk_statistics
 from style_sets import STYLE_SETS, write_style_set
 
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.metrics.clustering import clustering_scores
 from i2icurate.models.backbones.rendering import FAMILIES
@@ -54,7 +55,7 @@ PROBE_C = 0.05  # the logistic regression's inverse L2 strength on standardised 
 def rendering_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     """The package's rendering statistics (what `discover --domains style` reads) of (N, S, S, 3) uint8 images,
     split by family: (N, width) per family name."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = signed_from_u8(images)
     columns = torch.split(package_rendering_statistics(x).double(), [w for _, w in FAMILIES], dim=1)
     return {name: part.numpy() for (name, _), part in zip(FAMILIES, columns, strict=True)}
 

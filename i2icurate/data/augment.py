@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -44,6 +45,12 @@ def to_unit(images_u8: Tensor) -> Tensor:
 def to_signed(images: Tensor) -> Tensor:
     """[0, 1] -> [-1, 1], the range every network sees."""
     return images * 2.0 - 1.0
+
+
+def signed_from_u8(images_u8: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
+    """(B, H, W, 3) uint8 array -> (B, 3, H, W) float in [-1, 1] on `device`, the input every network takes."""
+    # np.array copies: a cache is a read-only memmap and torch wants writable memory
+    return torch.from_numpy(np.array(images_u8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def from_signed_u8(images: Tensor) -> Tensor:

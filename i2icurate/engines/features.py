@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.export.spans import row_spans
 from i2icurate.runs import atomic_path
 
@@ -25,7 +26,7 @@ VIEWS = 2  # as decoded, mirrored
 
 
 def _to_input(u8: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = torch.from_numpy(np.array(u8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = signed_from_u8(u8, device)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

@@ -19,18 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from i2icurate.data.augment import from_signed_u8
+from i2icurate.data.augment import from_signed_u8, signed_from_u8
 from i2icurate.engines.tunit import autocast_dtype
 from i2icurate.export.spans import row_spans
 from i2icurate.runs import atomic_path
 
 # (first row, probabilities (B, K), style codes (B, D)) of one batch
 EmbeddedBatch = tuple[int, np.ndarray, np.ndarray]
-
-
-def _to_input(u8: np.ndarray, device: torch.device) -> torch.Tensor:
-    # np.array copies: the cache is a read-only memmap and torch wants writable memory
-    return torch.from_numpy(np.array(u8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @contextlib.contextmanager
@@ -233,7 +228,7 @@ def translate_to_styles(
 ) -> np.ndarray:
     """Translate each source (R, S, S, 3) uint8 with each style (K, D): returns (R, K, S, S, 3) uint8."""
     generator.eval()
-    x = _to_input(sources, device)
+    x = signed_from_u8(sources, device)
     content = generator.encode(x)
     style = torch.from_numpy(styles).to(device)
     rows = []

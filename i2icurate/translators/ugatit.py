@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import diff_augment, flip_and_crop
+from i2icurate.data.augment import diff_augment, flip_and_crop, signed_from_u8
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -110,10 +110,6 @@ def _resize(x: Tensor, size: int) -> Tensor:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def _to_signed(images_u8: np.ndarray, device: torch.device) -> Tensor:
-    return torch.from_numpy(np.array(images_u8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 class Translator:
@@ -283,8 +279,8 @@ class Translator:
             im_a, im_b = self.sources["a"].images, self.sources["b"].images
             n = min(PREVIEW, len(im_a), len(im_b))
             self._preview = (
-                _to_signed(im_a[np.linspace(0, len(im_a) - 1, n).astype(int)], self.device),
-                _to_signed(im_b[np.linspace(0, len(im_b) - 1, n).astype(int)], self.device),
+                signed_from_u8(im_a[np.linspace(0, len(im_a) - 1, n).astype(int)], self.device),
+                signed_from_u8(im_b[np.linspace(0, len(im_b) - 1, n).astype(int)], self.device),
             )
         real_a, real_b = self._preview
         g_ab, g_ba = self._generators()
