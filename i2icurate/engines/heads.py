@@ -3,8 +3,10 @@
 The class heads follow SCAN (Van Gansbeke et al., ECCV 2020) on a frozen trunk: an image and one of its nearest
 neighbours in descriptor space should get the same cluster (consistency), while the batch's mean assignment stays
 spread over all K clusters (an entropy term, which is what keeps every cluster in use). Each head starts from the
-prototypes of a k-means run with its own seed; the run assigns with the head whose loss over the whole folder is
-lowest at the end. The style head learns TUNIT's style code with the MoCo loss between an image's two views.
+prototypes of a k-means run with its own seed, or, when a reviewer's labels name an image of every cluster, from the
+labels' logistic regression (then every head starts, and stays, in the labels' cluster numbers); the run assigns with
+the head whose loss over the whole folder is lowest at the end. The style head learns TUNIT's style code with the
+MoCo loss between an image's two views.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from torch import Tensor
 from i2icurate.engines.features import neighbours
 
 FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axes are fitted on, at most
+# inverse L2 strength of the labelled start (bench/RESULTS.md, session 18: 10 to 10^4 within a point of each other on
+# the style sets with 3 and 30 labels per class, 1 and 0.1 up to 6 points lower)
+LABEL_START_C = 10.0
 
 
 def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -39,6 +44,25 @@ def kmeans_prototypes(desc: Tensor, k: int, seed: int) -> Tensor:
         sample = x[np.random.default_rng(seed).choice(len(x), 100_000, replace=False)]
     centroids = KMeans(k, n_init=1, random_state=seed).fit(sample).cluster_centers_
     return F.normalize(torch.from_numpy(centroids).float(), dim=1)
+
+
+def label_start(desc: Tensor, labels: Tensor, k: int, c: float = LABEL_START_C) -> tuple[Tensor, Tensor] | None:
+    """(weight (k, D), bias (k,)) of a multinomial logistic regression of the labelled rows of `desc` (views, N, D),
+    every view of an image with its label (`labels` (N,), -1 = none), or None unless each of the k clusters has a
+    labelled image."""
+    from sklearn.linear_model import LogisticRegression
+
+    known = (labels >= 0).cpu()
+    targets = labels.cpu()[known].numpy()
+    if k < 2 or len(np.unique(targets)) < k:
+        return None
+    x = desc[:, known.to(desc.device)].double().cpu().numpy()  # (views, n, D), float64: reproducible fit
+    y = np.tile(targets, x.shape[0])
+    model = LogisticRegression(C=c, max_iter=5000).fit(x.reshape(-1, x.shape[-1]), y)
+    weight, bias = model.coef_, model.intercept_
+    if k == 2:  # scikit-learn keeps one row for two classes: the same softmax from two halves
+        weight, bias = np.concatenate([-weight / 2, weight / 2]), np.concatenate([-bias / 2, bias / 2])
+    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
 
 
 class HeadPhase:
@@ -66,15 +90,27 @@ class HeadPhase:
         return phase
 
     @torch.no_grad()
-    def fit(self) -> None:
-        """A fresh run: fit the descriptor to this folder, then start every head from its own k-means."""
+    def fit(self, labels: Tensor | None = None) -> None:
+        """A fresh run: fit the descriptor to this folder, then start the heads (`start_heads`)."""
         self.fit_descriptor()
         self.prepare()
-        self.start_heads()
+        self.start_heads(labels)
 
     @torch.no_grad()
-    def start_heads(self) -> None:
-        """Start head h from the prototypes of a k-means run with seed `seed + h` on the first view."""
+    def start_heads(self, labels: Tensor | None = None) -> None:
+        """With `labels` ((N,), -1 = none) naming an image of every cluster: every head starts as the logistic
+        regression of the labelled images (`label_start`), so that it begins in the labels' cluster numbers (the
+        heads are then alike: a k-means start with its own numbering lost the labels' partition when SCAN chose the
+        head, bench/RESULTS.md). Otherwise head h starts from the prototypes of a k-means run with seed `seed + h` on
+        the first view."""
+        if labels is not None and self.keep is not None:  # an excluded image teaches nothing
+            labels = torch.where(self.keep.cpu(), labels.cpu(), torch.full_like(labels.cpu(), -1))
+        start = None if labels is None else label_start(self.desc, labels, self.E.k)
+        if start is not None:
+            for head in self.E.heads:
+                head.weight.copy_(start[0].to(self.device))
+                head.bias.copy_(start[1].to(self.device))
+            return
         tau = self.cfg["head_temperature"]
         for h, head in enumerate(self.E.heads):
             head.weight.copy_(kmeans_prototypes(self.desc[0], self.E.k, self.cfg["seed"] + h).to(self.device) / tau)

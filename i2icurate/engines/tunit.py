@@ -214,7 +214,8 @@ class TunitTrainer:
     def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False,
                         new_cluster: int | None = None) -> None:
         """Give a pretrained-trunk run its cached trunk features (views, N, dim). `fresh`: no weights were loaded,
-        so the descriptor is fitted to this folder and every head starts from its own k-means. `inherited`: the
+        so the descriptor is fitted to this folder and every head starts from its own k-means, or, where the labels
+        name an image of every cluster, from their logistic regression (`HeadPhase.start_heads`). `inherited`: the
         weights are another run's (--from), so every head starts as its best head: they all speak the parent's
         cluster numbers, which the labels and anchors of a review use. `new_cluster`: the cluster the parent did
         not have; every head's row for it starts at the mean descriptor of the images labelled with it."""
@@ -225,7 +226,7 @@ class TunitTrainer:
                 for head in net.heads:
                     head.load_state_dict(best)
         if fresh:
-            self.head_phase.fit()
+            self.head_phase.fit(self.labels)
             self.head_phase.choose_best(self.E)
             self.E_ema.load_state_dict(self.E.state_dict())
         else:
