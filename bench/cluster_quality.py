@@ -39,12 +39,15 @@ from rich.table import Table
 from style_sets import STYLE_SETS, write_style_set
 
 from i2icurate.commands.discover import discover
+from i2icurate.config import CONTENT, run_domains
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.data.demo import DATASETS, write_demo_images
 from i2icurate.data.domains import LABELS_HEADER
 from i2icurate.data.labels import folder_labels
 from i2icurate.engines.features import CONTENT_NPY
 from i2icurate.export.pipeline import load_run_images
 from i2icurate.metrics.clustering import clustering_scores, kmeans_labels
+from i2icurate.models.backbones import load_backbone
 from i2icurate.runs import read_csv, read_json, write_csv
 
 CONTENT_SETS = DATASETS  # classes differ in what images show
@@ -160,6 +163,16 @@ def _scores(truth: list[str], labels: np.ndarray) -> dict[str, float]:
     return {**clustering_scores(truth, labels), "clusters_used": len(set(labels.tolist()))}
 
 
+@torch.no_grad()
+def pooled_features(images: np.ndarray, cfg: dict) -> np.ndarray:
+    """(N, D) float32 pooled features of the run's trunk for (N, S, S, 3) uint8 images, as its feature pass reads
+    them (float32, the trunk's input size)."""
+    trunk = load_backbone(cfg["backbone"], cfg["backbone_size"]).freeze()
+    parts = [trunk(signed_from_u8(images[start : start + 256]))[0].float().numpy()
+             for start in range(0, len(images), 256)]
+    return np.concatenate(parts)
+
+
 def baselines(run: Path) -> dict[str, dict[str, float]]:
     """k-means on the run's decoded pixels, and on its trunk's pooled features when it has a pretrained trunk."""
     cfg = read_json(run / "config.json")
@@ -168,7 +181,10 @@ def baselines(run: Path) -> dict[str, dict[str, float]]:
     pixels = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
     out = {"k-means raw pixels": _scores(truth, kmeans_labels(pixels, cfg["k"], cfg["seed"]))}
     if (run / CONTENT_NPY).is_file():
-        pooled = np.load(run / CONTENT_NPY, mmap_mode="r")[0].astype(np.float32)
+        if run_domains(cfg) == CONTENT:
+            pooled = np.load(run / CONTENT_NPY, mmap_mode="r")[0].astype(np.float32)
+        else:  # a style run caches its edge-map features there: the images' own pooled features, computed here
+            pooled = pooled_features(images, cfg)
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True) + 1e-8
         name = f"k-means {cfg['backbone']} pooled features"
         out[name] = _scores(truth, kmeans_labels(pooled, cfg["k"], cfg["seed"]))

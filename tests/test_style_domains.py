@@ -8,12 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from rich.console import Console
 
 from i2icurate.commands.discover import discover
 from i2icurate.engines.checkpoint import load_checkpoint
 from i2icurate.engines.features import STYLE_NPY, cached_features
+from i2icurate.engines.heads import CONTENT_GROUPS, HeadPhase, content_groups, content_mi
 from i2icurate.engines.tunit import build_guiding
+from i2icurate.models.backbones import load_backbone
+from i2icurate.models.backbones.style_trunk import StyleTrunk
 from i2icurate.models.tunit.style_guiding import StyleGuidingNetwork
 from i2icurate.runs import read_csv
 from tests.conftest import load_bench
@@ -58,6 +62,9 @@ def test_style_heads_separate_typefaces_that_content_heads_mix(runs):
     assert style["domains"] == "style" and content["domains"] == "content"
     knn = {name: json.loads((runs[name] / "config.json").read_text())["knn"] for name in ("style", "content")}
     assert knn == {"style": 50, "content": 20}  # DOMAIN_DEFAULTS: style domains are broad
+    weight = {name: json.loads((runs[name] / "config.json").read_text())["w_independence"] for name in runs
+              if name != "printed"}
+    assert weight == {"style": 1.0, "content": 0.0}  # and hold every kind of content
     printed = runs["printed"]
     assert "clusters by style" in printed.split("TUNIT:")[0]  # in the plan, before training
     assert "clusters by style (--domains style: how the images are rendered)" in printed
@@ -96,3 +103,71 @@ def test_style_domains_on_the_from_scratch_trunk_is_a_one_line_error(typefaces, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--domains style" in lines[0] and "from scratch" in lines[0], result.stderr
     assert not (tmp_path / "runs" / "discover").exists() or not any((tmp_path / "runs" / "discover").iterdir())
+
+
+def test_content_mi_is_what_the_groups_say_about_the_clusters():
+    groups = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
+    same = torch.nn.functional.one_hot(groups, 2).float()  # the clusters are the groups
+    crossed = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]), 2).float()  # half of each group
+    assert content_mi(same, groups, 2).item() == pytest.approx(np.log(2), abs=1e-5)
+    assert content_mi(crossed, groups, 2).item() == pytest.approx(0.0, abs=1e-6)
+    assert content_mi(torch.full((8, 3), 1 / 3), groups, 2).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_layout_features_find_the_same_letter_in_the_other_typeface(typefaces):
+    paths = sorted(typefaces.rglob("*.png"))
+    face = np.array([p.parent.name for p in paths])
+    letter = np.array([p.name for p in paths])
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32), Image.BILINEAR)) for p in paths])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    trunk = StyleTrunk(load_backbone("efficientnet-lite0", 32).freeze())
+    with torch.no_grad():
+        pooled, _ = trunk(x)
+        layout = trunk.layout(x)
+
+    def partner_rate(features: torch.Tensor) -> float:
+        """Share of glyphs whose most similar glyph in the other typeface is the same letter."""
+        z = torch.nn.functional.normalize((features - features.mean(0)) / (features.std(0) + 1e-6), dim=1)
+        sim = (z @ z.T).numpy()
+        sim[face[:, None] == face[None, :]] = -np.inf
+        return float((letter[sim.argmax(1)] == letter).mean())
+
+    # measured: 0.40 against 0.33; the edge map drops much of how a letter is drawn and keeps its shape
+    assert partner_rate(layout) >= partner_rate(pooled) + 0.05
+
+
+def test_the_independence_term_makes_clusters_less_predictable_from_content(runs):
+    run = runs["style"]
+    cfg = json.loads((run / "config.json").read_text())
+    content, style = cached_features(run, 120)
+    assert np.array_equal(content[0], content[1])  # the edge-map features, computed once for both views
+    groups = torch.from_numpy(content_groups(content[0], CONTENT_GROUPS, cfg["seed"]))
+    rows = torch.arange(120)
+    mi = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        guiding = build_guiding(cfg)
+        phase = HeadPhase(guiding, content, style, {**cfg, "w_independence": weight}, torch.device("cpu"))
+        phase.fit()
+        assert phase.groups is None if weight == 0 else torch.equal(phase.groups, groups)
+        optimiser = torch.optim.Adam(guiding.heads.parameters(), lr=cfg["lr_heads"])
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(200):
+            loss, logged = phase.losses(torch.randint(120, (64,), generator=gen), gen, None)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        assert ("loss/content_mi" in logged) == (weight > 0)
+        phase.groups = groups  # the same groups measure both
+        with torch.no_grad():
+            mi[weight] = [phase.independence(head, rows).item() for head in guiding.heads]
+    # measured: every head 0.19 with the term against 0.21 to 0.22 without
+    assert max(mi[1.0]) < min(mi[0.0]) - 0.01
+
+
+def test_the_pooled_feature_baseline_of_a_style_run_reads_the_images_not_its_edge_maps(runs):
+    name = "k-means efficientnet-lite0 pooled features"
+    style, content = (cluster_quality.baselines(runs[key])[name] for key in ("style", "content"))
+    # the content run caches the pooled features; the style run's cache holds edge-map features in that slot
+    assert style["acc"] == pytest.approx(content["acc"], abs=0.01)
+    assert style["nmi"] == pytest.approx(content["nmi"], abs=0.02)

@@ -5,8 +5,11 @@ neighbours in descriptor space should get the same cluster (consistency), while 
 spread over all K clusters (an entropy term, which is what keeps every cluster in use). Each head starts from the
 prototypes of a k-means run with its own seed, or, when a reviewer's labels name an image of every cluster, from the
 labels' logistic regression (then every head starts, and stays, in the labels' cluster numbers); the run assigns with
-the head whose loss over the whole folder is lowest at the end. The style head learns TUNIT's style code with the
-MoCo loss between an image's two views.
+the head whose loss over the whole folder is lowest at the end. With `w_independence` (the `--domains style` default)
+each head also pays the mutual information between its clusters and groups of what the images show (k-means of the
+cached content features, which a style trunk fills with its edge-map features): a style domain holds every kind of
+content, while the partitions SCAN's neighbourhoods otherwise settle on there (by palette, layout, subject) follow
+it. The style head learns TUNIT's style code with the MoCo loss between an image's two views.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axe
 # inverse L2 strength of the labelled start (bench/RESULTS.md, session 18: 10 to 10^4 within a point of each other on
 # the style sets with 3 and 30 labels per class, 1 and 0.1 up to 6 points lower)
 LABEL_START_C = 10.0
+# content groups of the independence term (bench/RESULTS.md, session 19: 8 weaker on both sets measured, 16 to 64 within
+# the replays' spread)
+CONTENT_GROUPS = 16
+INDEPENDENCE_SAMPLE = 4096  # images the term reads per update (the whole folder when smaller)
 
 
 def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -44,6 +51,31 @@ def kmeans_prototypes(desc: Tensor, k: int, seed: int) -> Tensor:
         sample = x[np.random.default_rng(seed).choice(len(x), 100_000, replace=False)]
     centroids = KMeans(k, n_init=1, random_state=seed).fit(sample).cluster_centers_
     return F.normalize(torch.from_numpy(centroids).float(), dim=1)
+
+
+def content_groups(content: np.ndarray, n_groups: int, seed: int) -> np.ndarray:
+    """(N,) group of each row of `content` (N, D): k-means on its standardised first 64 principal components, rows
+    L2-normalised, fitted on at most FIT_SAMPLE rows."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(content, dtype=np.float64)  # float64: a reproducible fit, as the descriptor's
+    rows = np.arange(len(x))
+    if len(x) > FIT_SAMPLE:
+        rows = np.sort(np.random.default_rng(seed).choice(len(x), FIT_SAMPLE, replace=False))
+    mean, std = x[rows].mean(0), x[rows].std(0) + 1e-6
+    pca = PCA(min(64, len(rows), x.shape[1]), random_state=seed).fit((x[rows] - mean) / std)
+    z = pca.transform((x - mean) / std)
+    z /= np.linalg.norm(z, axis=1, keepdims=True).clip(1e-12)
+    groups = min(n_groups, len(x))
+    return KMeans(groups, n_init=3, random_state=seed).fit(z[rows]).predict(z)
+
+
+def content_mi(probs: Tensor, groups: Tensor, n_groups: int) -> Tensor:
+    """Mutual information (nats) between soft cluster assignments `probs` (B, K) and content groups `groups` (B,)."""
+    joint = probs.new_zeros(n_groups, probs.shape[1]).index_add_(0, groups, probs) / len(probs)
+    independent = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)
+    return (joint * (joint.clamp_min(1e-10).log() - independent.clamp_min(1e-10).log())).sum()
 
 
 def label_start(desc: Tensor, labels: Tensor, k: int, c: float = LABEL_START_C) -> tuple[Tensor, Tensor] | None:
@@ -78,6 +110,7 @@ class HeadPhase:
         self.keep = None if keep is None else keep.to(device)
         self.desc: Tensor | None = None
         self.nbrs: Tensor | None = None
+        self.groups: Tensor | None = None  # content groups of the independence term, when it has a weight
 
     @classmethod
     def on_descriptors(cls, guiding: torch.nn.Module, desc: Tensor, cfg: dict[str, Any],
@@ -151,6 +184,23 @@ class HeadPhase:
         """Descriptors of every view with E's current fit, and each image's nearest neighbours."""
         self.desc = torch.stack([self.descriptors(v) for v in range(self.content.shape[0])])
         self.nbrs = neighbours(self.desc[0], self.cfg["knn"]).to(self.device)
+        if self.cfg.get("w_independence", 0.0) > 0:
+            found = content_groups(self.content[0], CONTENT_GROUPS, self.cfg["seed"])
+            self.groups = torch.from_numpy(found).long().to(self.device)
+
+    def _independence_rows(self, gen: torch.Generator | None) -> Tensor:
+        """The images the independence term reads: every kept image, or INDEPENDENCE_SAMPLE of them drawn by `gen`."""
+        rows = torch.arange(self.desc.shape[1], device=self.device)
+        if self.keep is not None:
+            rows = rows[self.keep]
+        if gen is not None and len(rows) > INDEPENDENCE_SAMPLE:
+            rows = rows[torch.randint(len(rows), (INDEPENDENCE_SAMPLE,), generator=gen, device=self.device)]
+        return rows
+
+    def independence(self, head: torch.nn.Module, rows: Tensor) -> Tensor:
+        """The head's content mutual information over the images `rows` (first view)."""
+        probs = F.softmax(head(self.desc[0, rows]), 1)
+        return content_mi(probs, self.groups[rows], int(self.groups.max()) + 1)
 
     def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,
                anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -170,7 +220,8 @@ class HeadPhase:
         cons, ent, sup = 0.0, 0.0, None
         known = self._targets(labels, idx)
         anchored = self._targets(anchors, idx)
-        anchor = None
+        anchor, mi = None, None
+        rows = None if self.groups is None else self._independence_rows(gen)
         for head in self.E.heads:
             logits_a = head(x_a)
             loss, c, e = scan_loss(F.softmax(logits_a, 1), F.softmax(head(x_b), 1), cfg["w_entropy"])
@@ -184,12 +235,18 @@ class HeadPhase:
                 ce = F.cross_entropy(logits_a[anchored >= 0], anchored[anchored >= 0])
                 total = total + cfg.get("w_anchor", 1.0) * ce
                 anchor = ce.item() + (anchor or 0.0)
+            if rows is not None:  # a style domain holds every kind of content
+                term = self.independence(head, rows)
+                total = total + cfg["w_independence"] * term
+                mi = term.item() + (mi or 0.0)
         n = len(self.E.heads)
         out = {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
         if sup is not None:
             out["loss/sup_ce"] = sup / n
         if anchor is not None:
             out["loss/anchor_ce"] = anchor / n
+        if mi is not None:
+            out["loss/content_mi"] = mi / n
         return total, out
 
     def _targets(self, targets: Tensor | None, idx: Tensor) -> Tensor | None:
@@ -208,7 +265,8 @@ class HeadPhase:
 
     @torch.no_grad()
     def head_scores(self) -> list[float]:
-        """Each head's SCAN loss over the whole folder (first view, all neighbours), excluded images left out."""
+        """Each head's SCAN loss over the whole folder (first view, all neighbours), with the independence term where
+        it has a weight, excluded images left out."""
         scores = []
         desc = self.desc[0]
         rows = torch.arange(len(desc), device=desc.device)
@@ -224,7 +282,10 @@ class HeadPhase:
                 total += -torch.log((p[:, None, :] * q).sum(-1).clamp_min(1e-7)).mean(1).sum().item()
             mean = probs[rows].mean(0)
             neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum().item()
-            scores.append(total / len(rows) + self.cfg["w_entropy"] * neg_entropy)
+            score = total / len(rows) + self.cfg["w_entropy"] * neg_entropy
+            if self.groups is not None:
+                score += self.cfg["w_independence"] * self.independence(head, rows).item()
+            scores.append(score)
         return scores
 
     @torch.no_grad()

@@ -49,6 +49,17 @@ def _sobel(grey: Tensor) -> tuple[Tensor, Tensor]:
     return F.conv2d(padded, kx), F.conv2d(padded, kx.transpose(2, 3))
 
 
+def edge_map(x: Tensor) -> Tensor:
+    """(B, 3, H, W) line drawings of (B, 3, H, W) images in [-1, 1]: the grey image's Sobel magnitude, scaled to each
+    image's strongest edge and inverted (dark lines on white, in [-1, 1]), repeated over the three channels."""
+    u = ((x.float() + 1) / 2).clamp(0, 1)
+    grey = (u * torch.tensor(LUMA, device=u.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    gx, gy = _sobel(grey)
+    magnitude = torch.sqrt(gx**2 + gy**2)
+    magnitude = magnitude / magnitude.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return (1 - 2 * magnitude).expand(-1, 3, -1, -1)
+
+
 def _gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur of (B, 1, H, W) maps (radius 4 sigma, edges reflected)."""
     radius = int(4 * sigma + 0.5)

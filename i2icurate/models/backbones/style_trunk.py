@@ -3,18 +3,21 @@
 Its style output holds three blocks side by side: the backbone's per-stage channel mean and standard deviation
 (as `Backbone.forward` gives them), the Gram matrices (upper triangles) of its first `GRAM_STAGES` maps (the local
 texture style-transfer methods match, Gatys et al. 2016) and the rendering statistics of the image itself
-(models/backbones/rendering.py). Its content output is the backbone's pooled features, as for `--domains content`,
-so the feature cache keeps one layout.
+(models/backbones/rendering.py). Its content output is the backbone's pooled features, as for `--domains content`.
+`layout` is what the feature cache keeps in the content slot instead: the pooled features of the image's edge map,
+what it shows with little of how it is drawn (the heads' content-independence term groups images by it; on the
+style sets of bench/style_sets.py its groups know the picture far better than the style, bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2icurate.models.backbones.base import Backbone, channel_statistics
 from i2icurate.models.backbones.rendering import WIDTH as RENDERING_WIDTH
-from i2icurate.models.backbones.rendering import rendering_statistics
+from i2icurate.models.backbones.rendering import edge_map, rendering_statistics
 
 GRAM_STAGES = 4  # the stem and the first three stages: few channels, local appearance
 
@@ -52,3 +55,13 @@ class StyleTrunk(nn.Module):
             style = torch.cat([channel_statistics(maps), gram_statistics(maps[:GRAM_STAGES]),
                                rendering_statistics(x)], 1)
         return final.float().mean(dim=(2, 3)), style
+
+    def layout(self, x: Tensor) -> Tensor:
+        """(B, content_dim) pooled backbone features of the edge maps of images in [-1, 1], the edges taken at the
+        backbone's input size (a 32 px decode is upsampled first, as `Backbone.maps` would)."""
+        size = self.backbone.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > size)
+        _, final = self.backbone.maps(edge_map(x))
+        return final.float().mean(dim=(2, 3))
