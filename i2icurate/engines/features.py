@@ -50,9 +50,10 @@ def compute_features(
     for done, (start, stop) in enumerate(spans, 1):
         x = _to_input(images[start:stop], device, channels_last)
         layout = None
-        if hasattr(trunk, "layout"):  # a style trunk's content slot, for the heads' independence term: one pass, as
+        if hasattr(trunk, "layout"):  # a style trunk's content slot (the heads' independence term reads it): one
+            # pass, kept for both views, since what a picture shows does not change when it is mirrored
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                layout = trunk.layout(x)  # a picture shows the same thing mirrored
+                layout = trunk.layout(x)
         for view, batch in enumerate((x, x.flip(-1))):
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 c, s = trunk(batch)
