@@ -49,18 +49,14 @@ def compute_features(
     spans = row_spans(n, batch_size)
     for done, (start, stop) in enumerate(spans, 1):
         x = _to_input(images[start:stop], device, channels_last)
-        layout = None
-        if hasattr(trunk, "layout"):  # a style trunk's content slot (the heads' independence term reads it): one
-            # pass, kept for both views, since what a picture shows does not change when it is mirrored
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                layout = trunk.layout(x)
-        for view, batch in enumerate((x, x.flip(-1))):
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            # a style trunk's content slot (the heads' independence term reads it): one pass, kept for both views,
+            # since what a picture shows does not change when it is mirrored
+            layout = trunk.layout(x) if hasattr(trunk, "layout") else None
+            for view, batch in enumerate((x, x.flip(-1))):
                 c, s = trunk(batch)
-            if layout is not None:
-                c = layout
-            content[view, start:stop] = c.float().cpu().numpy()
-            style[view, start:stop] = s.float().cpu().numpy()
+                content[view, start:stop] = (c if layout is None else layout).float().cpu().numpy()
+                style[view, start:stop] = s.float().cpu().numpy()
         if progress is not None:
             progress(stop, n) if done < len(spans) else progress(n, n)
     return content, style

@@ -111,6 +111,7 @@ class HeadPhase:
         self.desc: Tensor | None = None
         self.nbrs: Tensor | None = None
         self.groups: Tensor | None = None  # content groups of the independence term, when it has a weight
+        self.n_groups = 0
 
     @classmethod
     def on_descriptors(cls, guiding: torch.nn.Module, desc: Tensor, cfg: dict[str, Any],
@@ -187,20 +188,20 @@ class HeadPhase:
         if self.cfg.get("w_independence", 0.0) > 0:
             found = content_groups(self.content[0], CONTENT_GROUPS, self.cfg["seed"])
             self.groups = torch.from_numpy(found).long().to(self.device)
+            self.n_groups = int(found.max()) + 1
 
-    def _independence_rows(self, gen: torch.Generator | None) -> Tensor:
+    def _independence_rows(self, gen: torch.Generator) -> Tensor:
         """The images the independence term reads: every kept image, or INDEPENDENCE_SAMPLE of them drawn by `gen`."""
         rows = torch.arange(self.desc.shape[1], device=self.device)
         if self.keep is not None:
             rows = rows[self.keep]
-        if gen is not None and len(rows) > INDEPENDENCE_SAMPLE:
+        if len(rows) > INDEPENDENCE_SAMPLE:
             rows = rows[torch.randint(len(rows), (INDEPENDENCE_SAMPLE,), generator=gen, device=self.device)]
         return rows
 
     def independence(self, head: torch.nn.Module, rows: Tensor) -> Tensor:
         """The head's content mutual information over the images `rows` (first view)."""
-        probs = F.softmax(head(self.desc[0, rows]), 1)
-        return content_mi(probs, self.groups[rows], int(self.groups.max()) + 1)
+        return content_mi(F.softmax(head(self.desc[0, rows]), 1), self.groups[rows], self.n_groups)
 
     def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,
                anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -284,7 +285,7 @@ class HeadPhase:
             neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum().item()
             score = total / len(rows) + self.cfg["w_entropy"] * neg_entropy
             if self.groups is not None:
-                score += self.cfg["w_independence"] * self.independence(head, rows).item()
+                score += self.cfg["w_independence"] * content_mi(probs[rows], self.groups[rows], self.n_groups).item()
             scores.append(score)
         return scores
 

@@ -52,10 +52,15 @@ class Backbone(nn.Module):
 
     def maps(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
         """`stages` of images in [-1, 1] of any square size, resized to `input_size` and ImageNet-normalised."""
+        x = self.at_input_size(x)
+        return self.stages(((x + 1) / 2 - self.mean) / self.std)
+
+    def at_input_size(self, x: Tensor) -> Tensor:
+        """Images of any square size resized (bilinear, antialiased when shrinking) to `input_size`."""
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.input_size)
-        return self.stages(((x + 1) / 2 - self.mean) / self.std)
+        return x
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(content (B, content_dim), style statistics (B, style_dim)) of images in [-1, 1], any square size."""

@@ -43,6 +43,16 @@ def histogram(values: Tensor, bins: int, low: float, high: float, weights: Tenso
     return counts / counts.sum(1, keepdim=True).clamp_min(1e-12)
 
 
+def _unit(x: Tensor) -> Tensor:
+    """Images in [-1, 1] as float32 in [0, 1]."""
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def _grey(u: Tensor) -> Tensor:
+    """(B, 1, H, W) luma of (B, 3, H, W) images in [0, 1]."""
+    return (u * torch.tensor(LUMA, device=u.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
 def _sobel(grey: Tensor) -> tuple[Tensor, Tensor]:
     """(d/dx, d/dy) of (B, 1, H, W) maps, edges replicated."""
     smooth = torch.tensor([1.0, 2.0, 1.0], device=grey.device)
@@ -56,9 +66,7 @@ def edge_map(x: Tensor) -> Tensor:
     """(B, 3, H, W) line drawings of (B, 3, H, W) images in [-1, 1]: the Sobel magnitude of the grey image blurred by
     EDGE_SIGMA, scaled to each image's strongest edge and inverted (dark lines on white, in [-1, 1]), repeated over the
     three channels."""
-    u = ((x.float() + 1) / 2).clamp(0, 1)
-    grey = (u * torch.tensor(LUMA, device=u.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    gx, gy = _sobel(_gaussian_blur(grey, EDGE_SIGMA))
+    gx, gy = _sobel(_gaussian_blur(_grey(_unit(x)), EDGE_SIGMA))
     magnitude = torch.sqrt(gx**2 + gy**2)
     magnitude = magnitude / magnitude.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     return (1 - 2 * magnitude).expand(-1, 3, -1, -1)
@@ -109,9 +117,9 @@ def _palette(u8: Tensor) -> Tensor:
 @torch.no_grad()
 def rendering_statistics(x: Tensor) -> Tensor:
     """(B, WIDTH) rendering statistics of (B, 3, H, W) images in [-1, 1] (columns in the order of FAMILIES)."""
-    u = ((x.float() + 1) / 2).clamp(0, 1)
+    u = _unit(x)
     b = u.shape[0]
-    grey = (u * torch.tensor(LUMA, device=u.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    grey = _grey(u)
     top, bottom = u.amax(1), u.amin(1)
     saturation = torch.where(top > 0, (top - bottom) / top.clamp_min(1e-12), torch.zeros_like(top))
     gx, gy = _sobel(grey)

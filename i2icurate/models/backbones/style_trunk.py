@@ -12,7 +12,6 @@ style sets of bench/style_sets.py its groups know the picture far better than th
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from i2icurate.models.backbones.base import Backbone, channel_statistics
@@ -59,9 +58,5 @@ class StyleTrunk(nn.Module):
     def layout(self, x: Tensor) -> Tensor:
         """(B, content_dim) pooled backbone features of the edge maps of images in [-1, 1], the edges taken at the
         backbone's input size (a 32 px decode is upsampled first, as `Backbone.maps` would)."""
-        size = self.backbone.input_size
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > size)
-        _, final = self.backbone.maps(edge_map(x))
+        _, final = self.backbone.maps(edge_map(self.backbone.at_input_size(x)))
         return final.float().mean(dim=(2, 3))
