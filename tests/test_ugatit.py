@@ -87,6 +87,25 @@ def test_generator_shapes_and_ranges(light: bool) -> None:
     assert all(0.0 <= float(m.rho.detach().min()) and float(m.rho.detach().max()) <= 1.0 for m in norms)
 
 
+def test_instance_layer_norm_matches_the_two_normalisations() -> None:
+    """The folded AdaILN/ILN mix equals ρ·IN(x) + (1 − ρ)·LN(x) with unbiased variances, values and gradients."""
+    torch.manual_seed(0)
+    norm = AdaILN(8)
+    with torch.no_grad():
+        norm.rho.copy_(torch.rand(1, 8, 1, 1))
+    x = (torch.randn(3, 8, 5, 7) * 2 + 0.5).requires_grad_()
+    x_in = (x - x.mean((2, 3), keepdim=True)) / torch.sqrt(x.var((2, 3), keepdim=True) + norm.eps)
+    x_ln = (x - x.mean((1, 2, 3), keepdim=True)) / torch.sqrt(x.var((1, 2, 3), keepdim=True) + norm.eps)
+    expected = norm.rho * x_in + (1 - norm.rho) * x_ln
+    got = norm.mix(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(got)
+    grads = torch.autograd.grad((got * weights).sum(), (x, norm.rho))
+    wanted = torch.autograd.grad((expected * weights).sum(), (x, norm.rho))
+    for a, b in zip(grads, wanted, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_discriminator_shapes_at_32px() -> None:
     torch.manual_seed(0)
     x = torch.rand(3, 3, 32, 32) * 2 - 1

@@ -83,11 +83,14 @@ TRAINS = True
 # one-thread runs; the bf16 plan's first 825 iterations on two threads took 0.39 s each, where 0.60 would promise 0.36):
 # the plan trains in bf16 there, at lr 3e-4, since at 2e-4 bf16 scored worse than fp32 (KID 4.33 and 4.02 against 3.64
 # and 3.74 at 4,700 iterations) and at 3e-4 better (3.52 and 3.20; fp32 at 3e-4 and the fp32 plan's 3,800 iterations
-# 3.72 and 3.78; bench/RESULTS.md, 2026-12-02).
+# 3.72 and 3.78; bench/RESULTS.md, 2026-12-02). The instance-layer norms folded into one scale and shift per channel
+# (models/ugatit/networks.py) took 14 % (fp32) and 17 % (bf16) off a timed step (bench/translate_plan_speed.py, old and
+# new code in the same session, 2026-12-03): the two costs below are the earlier whole-run figures scaled by those
+# ratios.
 CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 2, "lr": 2e-4, "batch_size": 4}
-CPU_STEP_S = 0.80
+CPU_STEP_S = 0.69
 CPU_BF16_PLAN: dict[str, Any] = {"lr": 3e-4}
-CPU_BF16_STEP_S = 0.65
+CPU_BF16_STEP_S = 0.54
 
 LOSS_NAMES = ("loss/d", "loss/g_adv", "loss/cycle", "loss/identity", "loss/cam")
 CRITICS = ("GA", "LA", "GB", "LB")  # global / local critic of domain A and of domain B
