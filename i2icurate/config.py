@@ -186,6 +186,9 @@ TRANSLATE = _opts(
     Option("img_size", 256, "Training and output image size in pixels (square).", int, 32, 512),
     Option("batch_size", 1, "Image pairs per iteration.", int, 1, 1024),
     Option("iters", 200_000, "Training iterations.", int, 1),
+    Option("minutes", 30.0, "Without --iters: train for about this many minutes, the iterations sized by timing a "
+           "few steps on this machine first (what the CPU plan does; on a GPU or with a preset only when given).",
+           float, 0.05, 100_000),
     Option("decay_frac", 0.5, "Decay the learning rate linearly to 0 over this last share of iterations.", float, 0, 1),
     Option("lr", 2e-4, "Learning rate of every network.", float, 0.0),
     Option("min_confidence", 0.0, "Use only images assigned to their cluster with at least this confidence.", float,

@@ -9,20 +9,33 @@
   changes to `CPU_PLAN`, sized by that cost;
 - on a GPU: the model's own defaults (the paper's sizes and schedule, as `--preset full`).
 Every value is an ordinary option: an explicit flag wins over the plan. TUNIT trains nothing, so it has no plan.
+
+The measured constants are the development machine's; a CPU that is faster or slower would finish early or late. So
+a new run whose iterations the plan sizes (no `--iters`) times a few steps of a throwaway copy of its model on this
+machine first (`time_steps`) and fits the iterations to `--minutes` from that (`timed_schedule`); the count is then
+written to the run's config, so a resumed or repeated run trains exactly as many. `--minutes` given explicitly does
+the same on a GPU or over a preset.
 """
 
 from __future__ import annotations
 
+import time
 from types import ModuleType
 from typing import Any
 
 import torch
 
+from i2icurate.config import TRANSLATE
+
 CPU_IMG_SIZE = 64
 # training time the CPU plan aims at on 2 threads: 30 minutes give SRUNIT about 8,400 iterations; 8,000 were
 # what it took to beat the untranslated input on KID, FID and paired L1, 5,000 were not enough (bench/RESULTS.md)
-CPU_BUDGET_S = 30 * 60
+CPU_BUDGET_S = TRANSLATE["minutes"].default * 60
 MIN_ITERS, MAX_ITERS = 200, 20_000
+# A whole run costs more than its steps (loss logging, sample grids, checkpoints, a busy machine's hiccups): U-GAT-IT's
+# bf16 plan at 5,600 iterations took 0.246 s per iteration on one thread, its timed step 0.217 (bench/RESULTS.md).
+LOOP_OVERHEAD = 1.1
+TIMING_WARMUP, TIMING_STEPS = 3, 12
 
 
 def thread_speedup(threads: int) -> float:
@@ -59,9 +72,46 @@ def translate_plan(module: ModuleType, device: torch.device, threads: int | None
         plan.update(precision="bf16", **getattr(module, "CPU_BF16_PLAN", {}))
     step_s = cpu_step_seconds(module, precision) / thread_speedup(threads)
     plan["iters"] = int(min(MAX_ITERS, max(MIN_ITERS, round(CPU_BUDGET_S / step_s, -2))))
-    plan["log_every"], plan["sample_every"] = 25, max(100, plan["iters"] // 10)
-    plan["ckpt_every"] = plan["sample_every"]
+    plan.update(log_every=25, **_intervals(plan["iters"]))
     return plan
+
+
+def _intervals(iters: int) -> dict[str, int]:
+    every = max(100, iters // 10)
+    return {"sample_every": every, "ckpt_every": every}
+
+
+def wants_timing(options: dict[str, Any], preset: str | None, device: torch.device,
+                 module: ModuleType, distributed: bool) -> bool:
+    """Whether a new run sizes its iterations by timing steps here: a trained model, no explicit `--iters`, and
+    either the CPU plan (no preset) or an explicit `--minutes`. Not under torchrun, whose ranks must agree."""
+    if not module.TRAINS or distributed or options.get("iters") is not None:
+        return False
+    return options.get("minutes") is not None or (preset is None and device.type == "cpu")
+
+
+def time_steps(trainer: Any, device: torch.device, warmup: int = TIMING_WARMUP, steps: int = TIMING_STEPS) -> float:
+    """Median seconds of one training step of `trainer` after `warmup` untimed ones. The steps train it: give a
+    throwaway copy."""
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        trainer.step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def timed_schedule(step_s: float, minutes: float, options: dict[str, Any]) -> dict[str, Any]:
+    """The iterations that fit `minutes` at `step_s` per step (loop overhead included) and the sample and checkpoint
+    intervals that go with them (where not given explicitly); `timed_step_s` records what was measured."""
+    fit = minutes * 60 / (step_s * LOOP_OVERHEAD)
+    iters = int(min(MAX_ITERS, max(10, round(fit, -2) if fit >= 1000 else round(fit, -1))))
+    schedule: dict[str, Any] = {"iters": iters, "timed_step_s": round(step_s, 4)}
+    schedule.update({k: v for k, v in _intervals(iters).items() if options.get(k) is None})
+    return schedule
 
 
 def seconds_per_iteration(module: ModuleType, cfg: dict[str, Any], threads: int) -> float | None:
@@ -85,7 +135,10 @@ def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch
         return line
     if cfg["precision"] == "bf16":
         line += " in bf16"
-    step_s = seconds_per_iteration(module, cfg, threads)
+    timed = cfg.get("timed_step_s")
+    step_s = timed * LOOP_OVERHEAD if timed else seconds_per_iteration(module, cfg, threads)
     total = cfg["iters"] * step_s
     when = f"{total / 60:.0f} min" if total >= 90 else f"{total:.0f} s"
-    return f"{line} with {threads} thread{'s' * (threads != 1)}: about {when} ({step_s:.2f} s per iteration)"
+    how = "timed on this machine" if timed else "estimated"
+    return (f"{line} with {threads} thread{'s' * (threads != 1)}: about {when} "
+            f"({step_s:.2f} s per iteration, {how})")

@@ -10,7 +10,15 @@ from rich.console import Console
 
 import i2icurate.translate_plan as translate_plan_module
 from i2icurate.commands.translate import resolve_translate, translate
-from i2icurate.translate_plan import CPU_BUDGET_S, describe_translate_plan, thread_speedup, translate_plan
+from i2icurate.translate_plan import (
+    CPU_BUDGET_S,
+    LOOP_OVERHEAD,
+    describe_translate_plan,
+    thread_speedup,
+    timed_schedule,
+    translate_plan,
+    wants_timing,
+)
 from i2icurate.translators import srunit, tunit, ugatit
 from tests.test_translate import _two_clusters
 
@@ -46,10 +54,10 @@ def test_cpu_plan_trains_in_bf16_where_the_cpu_computes_it_and_the_model_gains(m
     cfg = resolve_translate("ugatit", None, {}, plan=plan)
     line = describe_translate_plan("ugatit", cfg, CPU, 2, ugatit)
     assert f"{plan['iters']} iterations on cpu in bf16 with 2 threads" in line
-    assert f"({ugatit.CPU_BF16_STEP_S / thread_speedup(2):.2f} s per iteration)" in line
+    assert f"({ugatit.CPU_BF16_STEP_S / thread_speedup(2):.2f} s per iteration, estimated)" in line
     cfg = resolve_translate("ugatit", None, {"precision": "fp32"}, plan=plan)  # the flag wins
     assert cfg["precision"] == "fp32"
-    assert f"({ugatit.CPU_STEP_S / thread_speedup(2):.2f} s per iteration)" in describe_translate_plan(
+    assert f"({ugatit.CPU_STEP_S / thread_speedup(2):.2f} s per iteration, estimated)" in describe_translate_plan(
         "ugatit", cfg, CPU, 2, ugatit)
 
 
@@ -78,10 +86,46 @@ def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path, m
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["ch"] == ugatit.CPU_PLAN["ch"] and cfg["ugatit_size"] == "light"  # from the plan
     assert cfg["img_size"] == 32 and cfg["iters"] == 2 and cfg["batch_size"] == 2  # the flags
+    assert "timed_step_s" not in cfg  # --iters given: nothing to time
     plan_line = next(line for line in text.splitlines() if line.startswith("plan: "))
     assert "ugatit at 32 px (ugatit_size light, ch 16, n_res 2, lr 0.0002, batch 2), 2 iterations on cpu with 1 " \
         "thread" in plan_line
     assert text.index("plan: ") < text.index("wrote ")
+
+
+def test_timed_schedule_fits_the_minutes_to_the_measured_step() -> None:
+    schedule = timed_schedule(0.2, 30, {})
+    assert schedule["iters"] == round(30 * 60 / (0.2 * LOOP_OVERHEAD), -2) == 8200
+    assert schedule["sample_every"] == schedule["ckpt_every"] == 820 and schedule["timed_step_s"] == 0.2
+    slow = timed_schedule(0.4, 30, {"ckpt_every": 50})  # twice the step, half the iterations; flags stay
+    assert slow["iters"] == 4100 and "ckpt_every" not in slow
+    assert timed_schedule(0.5, 0.1, {})["iters"] == 10  # a short budget still trains a few steps
+    assert timed_schedule(1e-4, 30, {})["iters"] == 20_000  # capped
+
+
+def test_what_gets_timed() -> None:
+    assert wants_timing({}, None, CPU, ugatit, distributed=False)  # the CPU plan
+    assert not wants_timing({"iters": 50}, None, CPU, ugatit, distributed=False)  # the count was given
+    assert not wants_timing({}, None, GPU, ugatit, distributed=False)  # the GPU runs the paper's schedule...
+    assert wants_timing({"minutes": 5}, "full", GPU, ugatit, distributed=False)  # ...unless minutes are asked for
+    assert not wants_timing({}, None, CPU, tunit, distributed=False)  # trains nothing
+    assert not wants_timing({}, None, CPU, srunit, distributed=True)  # every rank must train the same count
+
+
+def test_a_plan_run_times_its_steps_here_and_trains_that_many(toy_discover_run, tmp_path, monkeypatch) -> None:
+    _native_bf16(monkeypatch, False)
+    a, b, _ = _two_clusters(toy_discover_run)
+    out = io.StringIO()
+    run = translate(a, b, run=toy_discover_run, model="ugatit", img_size=32, batch_size=2, minutes=0.05,
+                    device="cpu", threads=1, project=str(tmp_path / "runs"), console=Console(file=out, width=300))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["iters"] == timed_schedule(cfg["timed_step_s"], 0.05, {})["iters"]  # 3 s at the timed step
+    assert cfg["sample_every"] == 100 and cfg["ckpt_every"] == 100
+    plan_line = next(line for line in out.getvalue().splitlines() if line.startswith("plan: "))
+    assert f"{cfg['iters']} iterations on cpu with 1 thread" in plan_line
+    assert f"({cfg['timed_step_s'] * LOOP_OVERHEAD:.2f} s per iteration, timed on this machine)" in plan_line
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps[-1] == cfg["iters"]  # trained the timed count, not the plan's estimate
 
 
 def test_tunit_plan_counts_the_generator_iterations_of_the_run_and_its_parents(toy_discover_run, tmp_path) -> None:

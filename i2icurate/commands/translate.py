@@ -45,7 +45,13 @@ from i2icurate.runs import (
     write_json,
 )
 from i2icurate.threads import apply_threads, choose_threads, requested_threads
-from i2icurate.translate_plan import describe_translate_plan, translate_plan
+from i2icurate.translate_plan import (
+    describe_translate_plan,
+    time_steps,
+    timed_schedule,
+    translate_plan,
+    wants_timing,
+)
 from i2icurate.translators import base
 
 GRID_ROWS = 8
@@ -168,6 +174,19 @@ def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None
     return folder, cfg, paths_a
 
 
+def _time_on_this_machine(folder: Path, cfg: dict[str, Any], options: dict[str, Any], module: Any,
+                          domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device,
+                          console: Console) -> dict[str, Any]:
+    """Fit the run's iterations to --minutes from a few steps of a throwaway model timed here; saved to the config
+    before training starts, so the run trains (and resumes with) exactly that count."""
+    with console.status("timing a few training steps on this machine"):
+        torch.manual_seed(cfg["seed"])
+        step_s = time_steps(module.Translator(cfg, domain_a, domain_b, device), device)
+    cfg = {**cfg, **timed_schedule(step_s, cfg["minutes"], options)}
+    write_json(folder / CONFIG_FILE, cfg)
+    return cfg
+
+
 def translate(
     from_: str | int | None = None,
     to: str | int | None = None,
@@ -201,9 +220,11 @@ def translate(
         module = base.load(cfg["model"])
         size = cfg["img_size"]
         device = resolve_device(device_name if dist.enabled else cfg["device"])
+        domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
+        if resume is None and wants_timing(options, preset, device, module, dist.enabled):
+            cfg = _time_on_this_machine(folder, cfg, options, module, domain_a, domain_b, device, console)
         console.print(describe_translate_plan(cfg["model"], cfg, device, threads.threads, module), highlight=False,
                       markup=False)
-        domain_a, domain_b = load_cache(folder / "cache_a", size), load_cache(folder / "cache_b", size)
         torch.manual_seed(cfg["seed"])
         translator = module.Translator(cfg, domain_a, domain_b, device, dist=dist)
         if (folder / LAST).is_file():
