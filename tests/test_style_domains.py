@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from i2icurate.commands.discover import discover
 from i2icurate.engines.checkpoint import load_checkpoint
-from i2icurate.engines.features import STYLE_NPY, cached_features
+from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.heads import CONTENT_GROUPS, HeadPhase, content_groups, content_mi
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.models.backbones import load_backbone
@@ -94,6 +95,24 @@ def test_a_retrain_from_a_style_run_keeps_its_domains_and_features(runs, typefac
     assert cfg["knn"] == 30  # an explicit value wins over the style default
     assert np.array_equal(np.load(run / STYLE_NPY), np.load(runs["style"] / STYLE_NPY))
     assert _summary(run)["domains"] == "style"
+    assert np.array_equal(np.load(run / CONTENT_NPY), np.load(runs["style"] / CONTENT_NPY))  # reused
+
+
+def test_a_retrain_from_a_style_run_of_the_old_cache_format_computes_its_features_again(runs, typefaces, tmp_path):
+    # a style run from before the layout features: its cache held the pooled features in the content slot
+    old = tmp_path / "runs" / "discover" / "old1"
+    shutil.copytree(runs["style"], old)
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["features_format"]
+    (old / "config.json").write_text(json.dumps(cfg))
+    shutil.copyfile(runs["content"] / CONTENT_NPY, old / CONTENT_NPY)
+    printed = Console(record=True, width=300, file=io.StringIO())
+    run = discover(typefaces, from_run=str(old), project=str(tmp_path / "runs"), console=printed,
+                   **{**HEADS_ONLY, "iters": 20})
+    assert "reused" not in printed.export_text()
+    content = np.load(run / CONTENT_NPY)
+    assert not np.allclose(content, np.load(runs["content"] / CONTENT_NPY))  # not the old run's pooled features
+    np.testing.assert_allclose(content, np.load(runs["style"] / CONTENT_NPY), rtol=1e-4, atol=1e-5)  # the layout
 
 
 def test_style_domains_on_the_from_scratch_trunk_is_a_one_line_error(typefaces, tmp_path):

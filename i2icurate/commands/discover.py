@@ -32,7 +32,7 @@ from i2icurate.data.scan import ScanResult, scan_folder
 from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
-from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features, run_features
+from i2icurate.engines.features import CONTENT_NPY, FEATURES_FORMAT, STYLE_NPY, cached_features, run_features
 from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import (
@@ -178,6 +178,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     if new_cluster is not None:  # the cluster the new_cluster labels train toward (also on --resume)
         lineage["new_cluster"] = new_cluster
     meta = {"command": "discover", "source": str(root), "preset": preset, "version": __version__,
+            "features_format": FEATURES_FORMAT,
             "created": dt.datetime.now().isoformat(timespec="seconds"), "resumed": [], "lineage": lineage}
     cfg = {**meta, **cfg}
     if cfg["labels"]:
@@ -352,11 +353,13 @@ def _auto_k(run: Path, cfg: dict[str, Any], images: np.ndarray, paths: list[str]
 
 def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
     """Copy the parent run's trunk features when it decoded the same images (paths and content) at the same size
-    with the same trunk; False when anything differs."""
+    with the same trunk into a cache of the same format; False when anything differs."""
     parent_cfg = read_json(parent / CONFIG_FILE)
     same = all(parent_cfg.get(key, BEFORE_OPTION.get(key)) == cfg.get(key, BEFORE_OPTION.get(key))
                for key in ("backbone", "backbone_size", "img_size", "domains"))
-    if not same or cached_features(run, len(read_csv(run / IMAGES_CSV))) is not None:
+    # a content run's cache is the same in every format; a style run's content slot changed meaning in format 2
+    same_format = run_domains(cfg) == CONTENT or parent_cfg.get("features_format", 1) == FEATURES_FORMAT
+    if not (same and same_format) or cached_features(run, len(read_csv(run / IMAGES_CSV))) is not None:
         return False
     mine, theirs = read_csv(run / IMAGES_CSV), read_csv(parent / IMAGES_CSV)
     if [(r["path"], r["sha1"]) for r in mine] != [(r["path"], r["sha1"]) for r in theirs]:

@@ -24,6 +24,10 @@ from i2icurate.runs import atomic_path
 CONTENT_NPY = "features_content.npy"
 STYLE_NPY = "features_style.npy"
 VIEWS = 2  # as decoded, mirrored
+# What the cache holds, recorded in each discover run's config as `features_format`. 2: a style trunk keeps its
+# layout (edge-map) features in the content slot. 1 (runs without the key, made before 2026-12-02): the content slot
+# held the pooled features for every trunk, so a style run's cache of format 1 cannot stand in for a new one.
+FEATURES_FORMAT = 2
 
 
 def _to_input(u8: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
