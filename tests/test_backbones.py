@@ -42,6 +42,12 @@ def test_channel_statistics_are_each_maps_mean_and_population_std(lite0, animal_
     maps, _ = lite0.maps(_real_batch(animal_folder))
     expected = torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.flatten(2).std(dim=2, unbiased=False))], 1)
     torch.testing.assert_close(channel_statistics(maps), expected, rtol=1e-5, atol=1e-6)
+    # a constant (dead) channel: its std is 0 and the gradient through it finite, as the style loss needs
+    dead = torch.cat([maps[0][:, :1] * 0 + 0.5, maps[0][:, 1:]], 1).detach().requires_grad_(True)
+    stats = channel_statistics([dead])
+    assert stats[:, dead.shape[1]].abs().max() < 1e-12
+    stats.sum().backward()
+    assert torch.isfinite(dead.grad).all()
 
 
 def test_a_local_weights_file_loads_by_name_or_as_arch_path(lite0, animal_folder, tmp_path):

@@ -74,8 +74,10 @@ def channel_statistics(maps: list[Tensor]) -> Tensor:
     for m in maps:
         m = m.float()
         mean = m.mean(dim=(2, 3), keepdim=True)
-        # two passes rather than torch.std, whose CPU kernel is 10-30x slower on these shapes
-        stats += [mean.flatten(1), (m - mean).square().mean(dim=(2, 3)).sqrt()]
+        # two passes rather than torch.std, whose CPU kernel is 10-30x slower on these shapes; the clamp keeps the
+        # gradient finite on a constant channel (a dead unit: variance exactly 0, where sqrt's slope is infinite)
+        var = (m - mean).square().mean(dim=(2, 3))
+        stats += [mean.flatten(1), var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()]
     return torch.cat(stats, dim=1)
 
 
