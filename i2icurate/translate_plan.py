@@ -32,9 +32,10 @@ CPU_IMG_SIZE = 64
 # what it took to beat the untranslated input on KID, FID and paired L1, 5,000 were not enough (bench/RESULTS.md)
 CPU_BUDGET_S = TRANSLATE["minutes"].default * 60
 MIN_ITERS, MAX_ITERS = 200, 20_000
-# A whole run costs more than its steps (loss logging, sample grids, checkpoints, a busy machine's hiccups): U-GAT-IT's
-# bf16 plan at 5,600 iterations took 0.246 s per iteration on one thread, its timed step 0.217 (bench/RESULTS.md).
-LOOP_OVERHEAD = 1.1
+# A whole run costs more than its timed steps (loss logging, sample grids, checkpoints, a busy machine's hiccups):
+# U-GAT-IT's timed bf16 plan on two threads took 0.208 s per iteration against its timed 0.176, 1.18x (bench/RESULTS.md,
+# session 21; one thread at 5,600 iterations: 1.13x).
+LOOP_OVERHEAD = 1.18
 TIMING_WARMUP, TIMING_STEPS = 3, 12
 
 

@@ -95,10 +95,10 @@ def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path, m
 
 def test_timed_schedule_fits_the_minutes_to_the_measured_step() -> None:
     schedule = timed_schedule(0.2, 30, {})
-    assert schedule["iters"] == round(30 * 60 / (0.2 * LOOP_OVERHEAD), -2) == 8200
-    assert schedule["sample_every"] == schedule["ckpt_every"] == 820 and schedule["timed_step_s"] == 0.2
+    assert schedule["iters"] == round(30 * 60 / (0.2 * LOOP_OVERHEAD), -2) == 7600
+    assert schedule["sample_every"] == schedule["ckpt_every"] == 760 and schedule["timed_step_s"] == 0.2
     slow = timed_schedule(0.4, 30, {"ckpt_every": 50})  # twice the step, half the iterations; flags stay
-    assert slow["iters"] == 4100 and "ckpt_every" not in slow
+    assert slow["iters"] == 3800 and "ckpt_every" not in slow
     assert timed_schedule(0.5, 0.1, {})["iters"] == 10  # a short budget still trains a few steps
     assert timed_schedule(1e-4, 30, {})["iters"] == 20_000  # capped
 
