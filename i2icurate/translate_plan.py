@@ -62,8 +62,10 @@ def cpu_step_seconds(module: ModuleType, precision: str) -> float:
     return module.CPU_STEP_S
 
 
-def translate_plan(module: ModuleType, device: torch.device, threads: int | None = None) -> dict[str, Any]:
-    """Option values of the default schedule of translator `module` on `device` ({} when it trains nothing)."""
+def translate_plan(module: ModuleType, device: torch.device, threads: int | None = None,
+                   minutes: float | None = None) -> dict[str, Any]:
+    """Option values of the default schedule of translator `module` on `device` ({} when it trains nothing), its
+    iterations estimated to fill `minutes` (default: the CPU budget) until a run times its own steps."""
     if not module.TRAINS or device.type == "cuda":
         return {}
     threads = threads or torch.get_num_threads()
@@ -72,7 +74,8 @@ def translate_plan(module: ModuleType, device: torch.device, threads: int | None
     if precision == "bf16":
         plan.update(precision="bf16", **getattr(module, "CPU_BF16_PLAN", {}))
     step_s = cpu_step_seconds(module, precision) / thread_speedup(threads)
-    plan["iters"] = int(min(MAX_ITERS, max(MIN_ITERS, round(CPU_BUDGET_S / step_s, -2))))
+    budget_s = CPU_BUDGET_S if minutes is None else minutes * 60
+    plan["iters"] = int(min(MAX_ITERS, max(MIN_ITERS, round(budget_s / step_s, -2))))
     plan.update(log_every=25, **_intervals(plan["iters"]))
     return plan
 

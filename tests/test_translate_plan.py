@@ -40,6 +40,9 @@ def test_cpu_plan_is_64px_small_networks_sized_to_the_budget(monkeypatch) -> Non
     # fewer threads, fewer iterations in the same time; the slower model gets fewer than the faster one
     assert translate_plan(ugatit, CPU, threads=1)["iters"] < translate_plan(ugatit, CPU, threads=2)["iters"]
     assert translate_plan(ugatit, CPU, threads=2)["iters"] < translate_plan(srunit, CPU, threads=2)["iters"]
+    # --minutes sizes the estimate too (what a run that times nothing, under torchrun, trains)
+    assert translate_plan(srunit, CPU, threads=2, minutes=15)["iters"] == round(
+        translate_plan(srunit, CPU, threads=2)["iters"] / 2, -2)
 
 
 def test_cpu_plan_trains_in_bf16_where_the_cpu_computes_it_and_the_model_gains(monkeypatch) -> None:

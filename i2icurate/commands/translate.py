@@ -99,7 +99,8 @@ def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | No
     run_cfg = read_json(discover_run / CONFIG_FILE)
     plan = None
     if preset is None:  # the default: a schedule that fits the device
-        plan = translate_plan(base.load(model), resolve_device(options.get("device") or "auto"), threads)
+        plan = translate_plan(base.load(model), resolve_device(options.get("device") or "auto"), threads,
+                              options.get("minutes"))
     cfg = resolve_translate(model, preset, options, run_cfg, plan)
     _check_batch_split(model, cfg["batch_size"], world)
     a, b = parse_cluster(from_), parse_cluster(to)
