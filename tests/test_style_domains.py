@@ -15,7 +15,14 @@ from rich.console import Console
 from i2icurate.commands.discover import discover
 from i2icurate.engines.checkpoint import load_checkpoint
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
-from i2icurate.engines.heads import CONTENT_GROUPS, HeadPhase, content_groups, content_mi
+from i2icurate.engines.heads import (
+    CONTENT_GROUPS,
+    HeadPhase,
+    content_groups,
+    content_mi,
+    edge_neighbours,
+    neighbourhood_spread,
+)
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.models.backbones import load_backbone
 from i2icurate.models.backbones.style_trunk import StyleTrunk
@@ -66,6 +73,11 @@ def test_style_heads_separate_typefaces_that_content_heads_mix(runs):
     weight = {name: json.loads((runs[name] / "config.json").read_text())["w_independence"] for name in runs
               if name != "printed"}
     assert weight == {"style": 1.0, "content": 0.0}  # and hold every kind of content
+    spread = {name: json.loads((runs[name] / "config.json").read_text())["w_neighbourhood"] for name in runs
+              if name != "printed"}
+    assert spread == {"style": 1.0, "content": 0.0}  # and draw it in every rendering
+    logged = [json.loads(line) for line in (runs["style"] / "stats.jsonl").read_text().splitlines()]
+    assert any("loss/edge_spread" in row for row in logged)
     printed = runs["printed"]
     assert "clusters by style" in printed.split("TUNIT:")[0]  # in the plan, before training
     assert "clusters by style (--domains style: how the images are rendered)" in printed
@@ -131,6 +143,32 @@ def test_content_mi_is_what_the_groups_say_about_the_clusters():
     assert content_mi(same, groups, 2).item() == pytest.approx(np.log(2), abs=1e-5)
     assert content_mi(crossed, groups, 2).item() == pytest.approx(0.0, abs=1e-6)
     assert content_mi(torch.full((8, 3), 1 / 3), groups, 2).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_neighbourhood_spread_is_zero_where_each_neighbourhood_spans_the_clusters():
+    clusters = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 1]), 2).float()
+    across = clusters[torch.tensor([[1], [0], [3], [2]])]  # each image's neighbour lies in the other cluster
+    within = clusters[torch.tensor([[2], [3], [0], [1]])]  # ... in its own
+    assert neighbourhood_spread(clusters, across).item() == pytest.approx(0.0, abs=1e-6)
+    assert neighbourhood_spread(clusters, within).item() == pytest.approx(np.log(2), abs=1e-5)
+    # a neighbour that weighs nothing (an excluded image) leaves the image alone in its neighbourhood
+    assert neighbourhood_spread(clusters, across, torch.zeros(4, 1)).item() == pytest.approx(np.log(2), abs=1e-5)
+
+
+def test_the_edge_neighbours_are_often_the_same_letter_in_the_other_typeface(typefaces):
+    paths = sorted(typefaces.rglob("*.png"))
+    face = np.array([p.parent.name for p in paths])
+    letter = np.array([p.name for p in paths])
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32), Image.BILINEAR)) for p in paths])
+
+    def partner_rate(decoded: np.ndarray) -> float:
+        nearest = edge_neighbours(decoded, 1)[:, 0].numpy()
+        return float(((face[nearest] != face) & (letter[nearest] == letter)).mean())
+
+    # measured: 0.79 of the 120 glyphs, where one image of the 119 others is the partner (chance 0.008); images
+    # decoded at another size are compared at EDGE_SIZE too (16 px: 0.71)
+    assert partner_rate(images) >= 0.6
+    assert partner_rate(images[:, ::2, ::2]) >= 0.5
 
 
 def test_the_layout_features_find_the_same_letter_in_the_other_typeface(typefaces):

@@ -9,7 +9,10 @@ the head whose loss over the whole folder is lowest at the end. With `w_independ
 each head also pays the mutual information between its clusters and groups of what the images show (k-means of the
 cached content features, which a style trunk fills with its edge-map features): a style domain holds every kind of
 content, while the partitions SCAN's neighbourhoods otherwise settle on there (by palette, layout, subject) follow
-it. The style head learns TUNIT's style code with the MoCo loss between an image's two views.
+it. With `w_neighbourhood` (also a `--domains style` default) each head pays, for every image, how far the clusters of
+the image and its nearest image by edge map lean away from the folder's: in a folder of style domains the image
+nearest by outline is often the same thing in another rendering, and a partition by what the images show puts such
+pairs in one cluster. The style head learns TUNIT's style code with the MoCo loss between an image's two views.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.engines.features import neighbours
+from i2icurate.models.backbones.rendering import edge_map
 
 FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axes are fitted on, at most
 # inverse L2 strength of the labelled start (bench/RESULTS.md, session 18: 10 to 10^4 within a point of each other on
@@ -31,6 +36,10 @@ LABEL_START_C = 10.0
 # the replays' spread)
 CONTENT_GROUPS = 16
 INDEPENDENCE_SAMPLE = 4096  # images the term reads per update (the whole folder when smaller)
+EDGE_SIZE = 32  # edge maps of the neighbourhood term are compared at this size (bench/RESULTS.md, session 22)
+# neighbours per image of that term: the nearest only (K - 1 of them, one per other domain, measured worse on four
+# typefaces, 0.563 against 0.635, where the nearest outlines are mostly other letters of the same face)
+EDGE_NEIGHBOURS = 1
 
 
 def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -78,6 +87,37 @@ def content_mi(probs: Tensor, groups: Tensor, n_groups: int) -> Tensor:
     return (joint * (joint.clamp_min(1e-10).log() - independent.clamp_min(1e-10).log())).sum()
 
 
+def edge_vectors(images_u8: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """(N, EDGE_SIZE²) float32: the inverted edge map (`rendering.edge_map`, 0 = no edge) of each (N, S, S, 3) uint8
+    image, resized to EDGE_SIZE px first."""
+    rows = []
+    for start in range(0, len(images_u8), chunk):
+        x = signed_from_u8(images_u8[start : start + chunk])
+        if x.shape[-1] != EDGE_SIZE:
+            x = F.interpolate(x, size=(EDGE_SIZE, EDGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        rows.append(((1 - edge_map(x)[:, 0]) / 2).flatten(1).numpy())
+    return np.concatenate(rows).astype(np.float32)
+
+
+def edge_neighbours(images_u8: np.ndarray, k: int) -> Tensor:
+    """(N, k) indices of each image's k nearest other images by edge map (`edge_vectors`, each pixel standardised over
+    the folder, cosine)."""
+    x = edge_vectors(images_u8)
+    mean, std = x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64) + 1e-6
+    return neighbours(torch.from_numpy(((x - mean) / std).astype(np.float32)), k)
+
+
+def neighbourhood_spread(p_self: Tensor, p_nbrs: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean KL divergence (nats) from the batch's mean assignment of each image's neighbourhood assignment: the mean
+    of its own (B, K) and its neighbours' (B, k, K) probabilities (neighbours weighted by `weights` (B, k), default 1).
+    0 when every neighbourhood spreads over the clusters as the batch does, log K when each sits in one cluster of K
+    used evenly."""
+    w = torch.ones(p_nbrs.shape[:2], device=p_nbrs.device) if weights is None else weights
+    q = (p_self + (w[..., None] * p_nbrs).sum(1)) / (1 + w.sum(1, keepdim=True))
+    mean = p_self.mean(0, keepdim=True)
+    return (q * (q.clamp_min(1e-10).log() - mean.clamp_min(1e-10).log())).sum(1).mean()
+
+
 def label_start(desc: Tensor, labels: Tensor, k: int, c: float = LABEL_START_C) -> tuple[Tensor, Tensor] | None:
     """(weight (k, D), bias (k,)) of a multinomial logistic regression of the labelled rows of `desc` (views, N, D),
     every view of an image with its label (`labels` (N,), -1 = none), or None unless each of the k clusters has a
@@ -101,17 +141,20 @@ class HeadPhase:
     """Holds the descriptors (views, N, D) and neighbour lists of a run, and trains E's heads on them."""
 
     def __init__(self, guiding: torch.nn.Module, content: np.ndarray | None, style: np.ndarray | None,
-                 cfg: dict[str, Any], device: torch.device, chunk: int = 8192, keep: Tensor | None = None) -> None:
+                 cfg: dict[str, Any], device: torch.device, chunk: int = 8192, keep: Tensor | None = None,
+                 images: np.ndarray | None = None) -> None:
         """`keep`: optional (N,) bool, False for images a reviewer excluded: they stay in the descriptor space, but no
-        loss term (as an image or as a neighbour) and no head score reads them."""
+        loss term (as an image or as a neighbour) and no head score reads them. `images`: the (N, S, S, 3) uint8
+        cache, which the neighbourhood term (`w_neighbourhood`) finds its edge-map neighbours in."""
         self.E, self.cfg, self.device = guiding, cfg, device
-        self.content, self.style = content, style
+        self.content, self.style, self.images = content, style, images
         self.chunk = chunk
         self.keep = None if keep is None else keep.to(device)
         self.desc: Tensor | None = None
         self.nbrs: Tensor | None = None
         self.groups: Tensor | None = None  # content groups of the independence term, when it has a weight
         self.n_groups = 0
+        self.edge_nbrs: Tensor | None = None  # (N, EDGE_NEIGHBOURS) edge-map neighbours of the neighbourhood term
 
     @classmethod
     def on_descriptors(cls, guiding: torch.nn.Module, desc: Tensor, cfg: dict[str, Any],
@@ -189,6 +232,8 @@ class HeadPhase:
             found = content_groups(self.content[0], CONTENT_GROUPS, self.cfg["seed"])
             self.groups = torch.from_numpy(found).long().to(self.device)
             self.n_groups = int(found.max()) + 1
+        if self.cfg.get("w_neighbourhood", 0.0) > 0 and self.images is not None:
+            self.edge_nbrs = edge_neighbours(self.images, EDGE_NEIGHBOURS).to(self.device)
 
     def _independence_rows(self, gen: torch.Generator) -> Tensor:
         """The images the independence term reads: every kept image, or INDEPENDENCE_SAMPLE of them drawn by `gen`."""
@@ -202,6 +247,17 @@ class HeadPhase:
     def independence(self, head: torch.nn.Module, rows: Tensor) -> Tensor:
         """The head's content mutual information over the images `rows` (first view)."""
         return content_mi(F.softmax(head(self.desc[0, rows]), 1), self.groups[rows], self.n_groups)
+
+    def spread(self, probs: Tensor, nbr_probs: Tensor, rows: Tensor) -> Tensor:
+        """`neighbourhood_spread` of the images `rows` given their (B, K) and their edge-map neighbours' (B, k, K)
+        probabilities; excluded neighbours weigh nothing."""
+        weights = None if self.keep is None else self.keep[self.edge_nbrs[rows]].float()
+        return neighbourhood_spread(probs, nbr_probs, weights)
+
+    def head_spread(self, head: torch.nn.Module, rows: Tensor) -> Tensor:
+        """The head's neighbourhood term over the images `rows` (first view)."""
+        probs = F.softmax(head(self.desc[0, rows]), 1)
+        return self.spread(probs, F.softmax(head(self.desc[0, self.edge_nbrs[rows]]), -1), rows)
 
     def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,
                anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -221,8 +277,8 @@ class HeadPhase:
         cons, ent, sup = 0.0, 0.0, None
         known = self._targets(labels, idx)
         anchored = self._targets(anchors, idx)
-        anchor, mi = None, None
-        rows = None if self.groups is None else self._independence_rows(gen)
+        anchor, mi, spread = None, None, None
+        rows = None if self.groups is None and self.edge_nbrs is None else self._independence_rows(gen)
         for head in self.E.heads:
             logits_a = head(x_a)
             loss, c, e = scan_loss(F.softmax(logits_a, 1), F.softmax(head(x_b), 1), cfg["w_entropy"])
@@ -236,10 +292,14 @@ class HeadPhase:
                 ce = F.cross_entropy(logits_a[anchored >= 0], anchored[anchored >= 0])
                 total = total + cfg.get("w_anchor", 1.0) * ce
                 anchor = ce.item() + (anchor or 0.0)
-            if rows is not None:  # a style domain holds every kind of content
+            if self.groups is not None:  # a style domain holds every kind of content
                 term = self.independence(head, rows)
                 total = total + cfg["w_independence"] * term
                 mi = term.item() + (mi or 0.0)
+            if self.edge_nbrs is not None:  # ... and its outlines in another rendering lie in another domain
+                term = self.head_spread(head, rows)
+                total = total + cfg["w_neighbourhood"] * term
+                spread = term.item() + (spread or 0.0)
         n = len(self.E.heads)
         out = {"loss/scan_consistency": cons / n, "loss/scan_entropy": -ent / n}
         if sup is not None:
@@ -248,6 +308,8 @@ class HeadPhase:
             out["loss/anchor_ce"] = anchor / n
         if mi is not None:
             out["loss/content_mi"] = mi / n
+        if spread is not None:
+            out["loss/edge_spread"] = spread / n
         return total, out
 
     def _targets(self, targets: Tensor | None, idx: Tensor) -> Tensor | None:
@@ -266,8 +328,8 @@ class HeadPhase:
 
     @torch.no_grad()
     def head_scores(self) -> list[float]:
-        """Each head's SCAN loss over the whole folder (first view, all neighbours), with the independence term where
-        it has a weight, excluded images left out."""
+        """Each head's SCAN loss over the whole folder (first view, all neighbours), with the independence and
+        neighbourhood terms where they have a weight, excluded images left out."""
         scores = []
         desc = self.desc[0]
         rows = torch.arange(len(desc), device=desc.device)
@@ -286,6 +348,9 @@ class HeadPhase:
             score = total / len(rows) + self.cfg["w_entropy"] * neg_entropy
             if self.groups is not None:
                 score += self.cfg["w_independence"] * content_mi(probs[rows], self.groups[rows], self.n_groups).item()
+            if self.edge_nbrs is not None:
+                spread = self.spread(probs[rows], probs[self.edge_nbrs[rows]], rows)
+                score += self.cfg["w_neighbourhood"] * spread.item()
             scores.append(score)
         return scores
 

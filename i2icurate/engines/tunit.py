@@ -185,6 +185,7 @@ class TunitTrainer:
         self._wrap_for_training()
         self.queue = StyleQueue(cfg["queue_size"], cfg["style_dim"], self.device)
         self.sampler = make_sampler(len(images), cfg["batch_size"], cfg["seed"], labels, pool)
+        self.images = images
         self.batches = BatchSource(images, self.sampler, self.device, shard=(dist.rank, dist.world))
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
         self.anchors = None if anchors is None else torch.as_tensor(anchors, dtype=torch.long)
@@ -219,7 +220,7 @@ class TunitTrainer:
         weights are another run's (--from), so every head starts as its best head: they all speak the parent's
         cluster numbers, which the labels and anchors of a review use. `new_cluster`: the cluster the parent did
         not have; every head's row for it starts at the mean descriptor of the images labelled with it."""
-        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep)
+        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep, images=self.images)
         if inherited:
             best = self.E.heads[int(self.E.best)].state_dict()
             for net in (self.E, self.E_ema):
