@@ -5,7 +5,7 @@ The style sets of bench/style_sets.py draw the same content in every style under
 point in each typeface, an emoji's code in colour and line-art, a photo crop in each rendering). For each discover
 run given (`--domains style`, its feature cache in the run folder), the head phase is replayed on the run's cached
 descriptors with the package's own `HeadPhase` (SCAN + entropy + `w` × the mutual information with content groups;
-the style head and its MoCo term are left out), K = the run's, once per grouping and weight:
+the style head, its MoCo term and the neighbourhood term are left out), K = the run's, once per grouping and weight:
 
 - `run`: the groups the run itself uses (k-means of its cached edge-map features, `engines.heads.content_groups`);
 - `same-name`: one group per file name, i.e. the images that show the same thing in every style (an oracle);

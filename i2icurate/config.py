@@ -137,8 +137,8 @@ DISCOVER = _opts(
     Option("w_independence", 0.0, "Weight of the heads' content-independence term: the mutual information between "
            "an image's cluster and what it shows (groups of its edge map's trunk features); 1 with --domains style "
            "(DOMAIN_DEFAULTS), where a cluster should hold every kind of content.", float, 0.0),
-    Option("w_neighbourhood", 0.0, "Weight of the heads' neighbourhood term: the clusters of each image and its "
-           "nearest image by edge map should spread as the folder's do; 1 with --domains style (DOMAIN_DEFAULTS), "
+    Option("w_neighbourhood", 0.0, "Weight of the heads' neighbourhood term: the clusters of each image and its K - 1 "
+           "nearest images by edge map should spread as the folder's do; 1 with --domains style (DOMAIN_DEFAULTS), "
            "where the nearest outline is often the same thing in another domain.", float, 0.0),
     Option("head_batch", 512, "Images per update of the heads (on cached features).", int, 8, 65536),
     Option("head_temperature", 0.1, "Temperature of the heads' cosine prototypes at initialisation.", float, 1e-3,
@@ -205,7 +205,7 @@ TRANSLATE = _opts(
 # four style sets of bench/style_sets.py, with and without labels, and worse on the content sets (bench/RESULTS.md).
 # A style domain holds every kind of content: the content-independence term at weight 1 raised all four style sets
 # without labels (0.5 to 3 measured, session 19). The neighbourhood term at weight 1 beside it: the photo renderings and
-# the emoji up to 0.94-0.95, typefaces-4 down (its nearest outlines are other letters of the same face; session 22).
+# the emoji up to 0.91-0.95, typefaces-4 down (its nearest outlines are other letters of the same face; session 22).
 DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {"style": {"knn": 50, "w_independence": 1.0, "w_neighbourhood": 1.0}}
 
 
