@@ -231,7 +231,7 @@ class HeadPhase:
             self.n_groups = int(found.max()) + 1
         if self.cfg.get("w_neighbourhood", 0.0) > 0 and self.images is not None:
             # one neighbour per other domain, where each draws the same things (the nearest only: photo renderings
-            # 0.914 / 0.801 on two seeds against 0.940 / 0.908, four typefaces 0.632 / 0.633 against 0.556 / 0.579;
+            # 0.914 / 0.801 on two seeds against 0.940 / 0.908, four typefaces 0.632 / 0.633 against 0.556 / 0.584;
             # bench/RESULTS.md, session 22)
             self.edge_nbrs = edge_neighbours(self.images, max(1, self.E.k - 1)).to(self.device)
 
