@@ -105,6 +105,7 @@ def test_a_retrain_from_a_style_run_keeps_its_domains_and_features(runs, typefac
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["domains"] == "style"  # inherited with the networks
     assert cfg["knn"] == 30  # an explicit value wins over the style default
+    assert cfg["w_neighbourhood"] == 0.0 and cfg["w_independence"] == 1.0  # a reviewer's labels lead
     assert np.array_equal(np.load(run / STYLE_NPY), np.load(runs["style"] / STYLE_NPY))
     assert _summary(run)["domains"] == "style"
     assert np.array_equal(np.load(run / CONTENT_NPY), np.load(runs["style"] / CONTENT_NPY))  # reused
