@@ -47,6 +47,13 @@ def to_signed(images: Tensor) -> Tensor:
     return images * 2.0 - 1.0
 
 
+def resize_square(x: Tensor, size: int) -> Tensor:
+    """(B, C, H, W) images resized to (size, size), bilinear and antialiased; unchanged when already that size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def signed_from_u8(images_u8: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """(B, H, W, 3) uint8 array -> (B, 3, H, W) float in [-1, 1] on `device`, the input every network takes."""
     # np.array copies: a cache is a read-only memmap and torch wants writable memory

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from i2icurate.data.augment import signed_from_u8
+from i2icurate.data.augment import resize_square, signed_from_u8
 from i2icurate.engines.features import neighbours
 from i2icurate.models.backbones.rendering import edge_map
 
@@ -89,9 +89,7 @@ def edge_vectors(images_u8: np.ndarray, chunk: int = 1024) -> np.ndarray:
     image, resized to EDGE_SIZE px first."""
     rows = []
     for start in range(0, len(images_u8), chunk):
-        x = signed_from_u8(images_u8[start : start + chunk])
-        if x.shape[-1] != EDGE_SIZE:
-            x = F.interpolate(x, size=(EDGE_SIZE, EDGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        x = resize_square(signed_from_u8(images_u8[start : start + chunk]), EDGE_SIZE)
         rows.append(((1 - edge_map(x)[:, 0]) / 2).flatten(1).numpy())
     return np.concatenate(rows).astype(np.float32)
 
@@ -254,11 +252,6 @@ class HeadPhase:
         weights = None if self.keep is None else self.keep[self.edge_nbrs[rows]].float()
         return neighbourhood_spread(probs, nbr_probs, weights)
 
-    def head_spread(self, head: torch.nn.Module, rows: Tensor) -> Tensor:
-        """The head's neighbourhood term over the images `rows` (first view)."""
-        probs = F.softmax(head(self.desc[0, rows]), 1)
-        return self.spread(probs, F.softmax(head(self.desc[0, self.edge_nbrs[rows]]), -1), rows)
-
     def losses(self, idx: Tensor, gen: torch.Generator, labels: Tensor | None,
                anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """The class heads' SCAN loss (summed over heads), the supervised term for labelled images of `idx` and the
@@ -292,12 +285,14 @@ class HeadPhase:
                 ce = F.cross_entropy(logits_a[anchored >= 0], anchored[anchored >= 0])
                 total = total + cfg.get("w_anchor", 1.0) * ce
                 anchor = ce.item() + (anchor or 0.0)
+            # the two terms read the same images' probabilities (first view)
+            probs = None if rows is None else F.softmax(head(self.desc[0, rows]), 1)
             if self.groups is not None:  # a style domain holds every kind of content
-                term = self.independence(head, rows)
+                term = content_mi(probs, self.groups[rows], self.n_groups)
                 total = total + cfg["w_independence"] * term
                 mi = term.item() + (mi or 0.0)
             if self.edge_nbrs is not None:  # ... and its outlines in another rendering lie in another domain
-                term = self.head_spread(head, rows)
+                term = self.spread(probs, F.softmax(head(self.desc[0, self.edge_nbrs[rows]]), -1), rows)
                 total = total + cfg["w_neighbourhood"] * term
                 spread = term.item() + (spread or 0.0)
         n = len(self.E.heads)

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import diff_augment, flip_and_crop, to_signed, to_unit
+from i2icurate.data.augment import diff_augment, flip_and_crop, resize_square, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -180,10 +179,7 @@ class Translator:
     def _input(self, u8: Tensor, jitter: float | None) -> Tensor:
         """uint8 (B, S, S, 3) -> (B, 3, img, img) in [-1, 1]; flipped and jittered unless `jitter` is None."""
         x = to_signed(to_unit(u8)) if jitter is None else flip_and_crop(u8, self.gens["aug"], jitter)
-        size = self.cfg["img_size"]
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return x
+        return resize_square(x, self.cfg["img_size"])
 
     def _nce(self, src_taps: list[Tensor], out: Tensor, n: int) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Mean PatchNCE over layers for the first `n` images and for the rest (identity), and the patch ids."""

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from i2icurate.config import Option
+from i2icurate.data.augment import resize_square
 from i2icurate.engines.distributed import SINGLE, Dist
 from i2icurate.export.inference import embed
 from i2icurate.export.pipeline import load_trained
@@ -64,7 +65,7 @@ def defaults_from_run(run_cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _resize_u8(images: np.ndarray, size: int) -> np.ndarray:
     x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = resize_square(x, size)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -98,7 +99,7 @@ class Translator:
     def translate(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [-1, 1] -> the same images in the target style, at the input's size."""
         size = x.shape[-1]
-        inp = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True) if size != self.size else x
+        inp = resize_square(x, self.size)
         out = self.generator.decode(self.generator.encode(inp), self.style.expand(len(x), -1))
         if size != self.size:
             out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import diff_augment, flip_and_crop, signed_from_u8
+from i2icurate.data.augment import diff_augment, flip_and_crop, resize_square, signed_from_u8
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -107,12 +107,6 @@ def linear_decay(iters: int, decay_frac: float) -> Callable[[int], float]:
         return 1.0 if step < start else max(0.0, (iters - step) / max(decay, 1))
 
     return factor
-
-
-def _resize(x: Tensor, size: int) -> Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 class Translator:
@@ -270,7 +264,7 @@ class Translator:
     def translate(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) in [-1, 1] from domain A -> domain B, at the input's size (resized to img_size inside)."""
         size = x.shape[-1]
-        out = self._run(self._generators()[0], _resize(x.to(self.device).float(), self.cfg["img_size"]))
+        out = self._run(self._generators()[0], resize_square(x.to(self.device).float(), self.cfg["img_size"]))
         if out.shape[-1] != size:
             out = F.interpolate(out, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
         return out.clamp(-1, 1)
