@@ -207,15 +207,24 @@ TRANSLATE = _opts(
 # without labels (0.5 to 3 measured, session 19). The neighbourhood term at weight 1 beside it: the photo renderings and
 # the emoji up to 0.91-0.95, typefaces-4 down (its nearest outlines are other letters of the same face; session 22).
 DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {"style": {"knn": 50, "w_independence": 1.0, "w_neighbourhood": 1.0}}
-# Where a reviewer's labels are given they lead: with 3 labels per style the neighbourhood term lowered three of the
+# Where a fresh run's labels are given they lead: with 3 labels per style the neighbourhood term lowered three of the
 # four style sets (typefaces-2 0.953 -> 0.936, typefaces-4 0.796 -> 0.723, photo renderings 0.751 -> 0.685; emoji
-# 0.930 -> 0.940; session 22), so a labelled run leaves it out unless asked for.
+# 0.930 -> 0.940; session 22), so such a run leaves it out unless asked for. A retrain --from a reviewed run keeps
+# it: the parent's clusters were found with it, and without it the reviewers of bench/review_semi.py fell 1.9 to 3.2
+# points under the unlabelled continuation on the photo renderings, where with it they gained up to 1.8 (session 23).
 LABELLED_DEFAULTS: dict[str, Any] = {"w_neighbourhood": 0.0}
 
 
 def run_domains(cfg: dict[str, Any]) -> str:
     """The --domains of a discover config or options (not given, or a run made before the option: content)."""
     return cfg.get("domains") or CONTENT
+
+
+def domain_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """What a discover run's --domains, labels and parent change in the defaults (`DOMAIN_DEFAULTS`, and
+    `LABELLED_DEFAULTS` for a fresh run with labels); explicit options still win."""
+    fresh_labelled = bool(options.get("labels")) and not options.get("from_run")
+    return {**DOMAIN_DEFAULTS.get(run_domains(options), {}), **(LABELLED_DEFAULTS if fresh_labelled else {})}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "discover": {

@@ -13,6 +13,7 @@ from PIL import Image
 from rich.console import Console
 
 from i2icurate.commands.discover import discover
+from i2icurate.config import domain_defaults
 from i2icurate.engines.checkpoint import load_checkpoint
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.heads import (
@@ -105,10 +106,19 @@ def test_a_retrain_from_a_style_run_keeps_its_domains_and_features(runs, typefac
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["domains"] == "style"  # inherited with the networks
     assert cfg["knn"] == 30  # an explicit value wins over the style default
-    assert cfg["w_neighbourhood"] == 0.0 and cfg["w_independence"] == 1.0  # a reviewer's labels lead
+    assert cfg["w_neighbourhood"] == 1.0 and cfg["w_independence"] == 1.0  # as the parent's clusters were found
     assert np.array_equal(np.load(run / STYLE_NPY), np.load(runs["style"] / STYLE_NPY))
     assert _summary(run)["domains"] == "style"
     assert np.array_equal(np.load(run / CONTENT_NPY), np.load(runs["style"] / CONTENT_NPY))  # reused
+
+
+def test_a_fresh_labelled_style_run_leaves_the_neighbourhood_term_out_and_a_retrain_keeps_it():
+    style = {"domains": "style", "labels": "labels.csv"}
+    assert domain_defaults(style)["w_neighbourhood"] == 0.0  # the labels lead
+    assert domain_defaults({**style, "from_run": "runs/discover/a1"})["w_neighbourhood"] == 1.0
+    assert domain_defaults({"domains": "style"})["w_neighbourhood"] == 1.0
+    assert domain_defaults({"labels": "labels.csv"}) == {"w_neighbourhood": 0.0}  # content: no term either way
+    assert domain_defaults({}) == {}
 
 
 def test_a_retrain_from_a_style_run_of_the_old_cache_format_computes_its_features_again(runs, typefaces, tmp_path):

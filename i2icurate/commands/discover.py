@@ -19,9 +19,8 @@ from i2icurate.commands.preflight import check_candidates, check_k, discard_on_f
 from i2icurate.config import (
     AUTO,
     CONTENT,
-    DOMAIN_DEFAULTS,
-    LABELLED_DEFAULTS,
     SCRATCH_K,
+    domain_defaults,
     reject_options_on_resume,
     resolve,
     run_domains,
@@ -153,9 +152,7 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
                              options.get("head_batch") or 512)
         if options.get("iters") is not None and options.get("warmup_frac") is None:
             plan = fit_plan_to_iters(plan, options["iters"])
-    domain_defaults = {**DOMAIN_DEFAULTS.get(run_domains(options), {}),
-                       **(LABELLED_DEFAULTS if options.get("labels") else {})}
-    cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults}, **options)
+    cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults(options)}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
