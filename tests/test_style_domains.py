@@ -23,6 +23,7 @@ from i2icurate.engines.heads import (
     content_mi,
     edge_neighbours,
     neighbourhood_spread,
+    reciprocal,
 )
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.models.backbones import load_backbone
@@ -162,8 +163,16 @@ def test_neighbourhood_spread_is_zero_where_each_neighbourhood_spans_the_cluster
     within = clusters[torch.tensor([[2], [3], [0], [1]])]  # ... in its own
     assert neighbourhood_spread(clusters, across).item() == pytest.approx(0.0, abs=1e-6)
     assert neighbourhood_spread(clusters, within).item() == pytest.approx(np.log(2), abs=1e-5)
-    # a neighbour that weighs nothing (an excluded image) leaves the image alone in its neighbourhood
-    assert neighbourhood_spread(clusters, across, torch.zeros(4, 1)).item() == pytest.approx(np.log(2), abs=1e-5)
+    # an image whose neighbours weigh nothing (excluded, or not reciprocal) is left out: it is not pushed toward the
+    # folder's mean assignment on its own
+    assert neighbourhood_spread(clusters, within, torch.tensor([[1.0], [0.0], [0.0], [0.0]])).item() == pytest.approx(
+        np.log(2), abs=1e-5)
+    assert neighbourhood_spread(clusters, within, torch.zeros(4, 1)).item() == 0.0
+
+
+def test_reciprocal_neighbours_are_those_that_list_the_image_back():
+    nbrs = torch.tensor([[1, 2], [0, 3], [3, 1], [2, 1]])  # 2 lists 3 and 1; 1 does not list 2, nor 2 list 0
+    assert reciprocal(nbrs).tolist() == [[True, False], [True, True], [True, False], [True, True]]
 
 
 def test_the_edge_neighbours_are_often_the_same_letter_in_the_other_typeface(typefaces):
