@@ -166,9 +166,12 @@ DISCOVER = _opts(
     Option("w_r1", 10.0, "R1 penalty weight on real images.", float, 0.0),
     Option("w_sup", 1.0, "Cross-entropy weight on labelled images (semi-supervised runs).", float, 0.0),
     Option("w_anchor", 2.0, "Retraining from a reviewed run (--labels with --from): cross-entropy weight pulling the "
-           "unlabelled images of clusters no label touched toward their cluster in that run.", float, 0.0),
+           "unlabelled images toward their cluster in that run (see the two free shares).", float, 0.0),
     Option("anchor_free_share", 0.05, "Retraining from a reviewed run: share of each untouched cluster, its least "
            "confident images in that run, left unanchored, free to follow the labels (0 = anchor them all).",
+           float, 0.0, 1.0),
+    Option("anchor_touched_free_share", 0.25, "Retraining from a reviewed run: share of each cluster a label touched, "
+           "its least confident images in that run, left unanchored (1 = leave touched clusters free).",
            float, 0.0, 1.0),
     Option("lr_e", 1e-4, "Guiding network learning rate (Adam).", float, 0.0),
     Option("wd_e", 1e-3, "Guiding network weight decay.", float, 0.0),

@@ -51,6 +51,12 @@ def test_the_least_confident_share_of_an_untouched_cluster_stays_free():
     assert all(held[p] == -1 for p in paths if before[p] != 0)
     assert anchor_targets(before, given, paths, confidence, free_share=0.0).tolist() == anchor_targets(
         before, given, paths).tolist()
+    # touched clusters keep all but their least confident share too, except one a new cluster is drawn from
+    held = dict(zip(paths, anchor_targets(before, given, paths, confidence, 0.2, touched_free_share=0.5).tolist(),
+                    strict=True))
+    assert [held[f"q{i}"] for i in range(5)] == [-1, -1, -1, 1, 1]  # q0 labelled; 2 of 5 least sure (ties: order)
+    opened = anchor_targets(before, {"q0": "new_cluster"}, paths, confidence, 0.2, touched_free_share=0.5)
+    assert all(a == -1 for p, a in zip(paths, opened.tolist(), strict=True) if before[p] == 1)
 
 
 def _retrain(parent, folder, tmp_path, labels, name, w_anchor, iters=300):
@@ -200,3 +206,6 @@ def test_a_retrain_frees_the_share_its_config_names(tmp_path):
     assert held.tolist() == [0] * 20 + [-1] * 20  # cluster 1 is touched; all of cluster 0 is held
     held = review_anchors(run, {**cfg, "anchor_free_share": 0.25}, paths, QUIET)
     assert held.tolist() == [-1] * 5 + [0] * 15 + [-1] * 20  # its 5 least confident images are free
+    # a touched cluster keeps all but its least confident share too: the labelled image, then the 5 least sure others
+    held = review_anchors(run, {**cfg, "anchor_free_share": 0.25, "anchor_touched_free_share": 0.25}, paths, QUIET)
+    assert held.tolist() == [-1] * 5 + [0] * 15 + [-1] * 6 + [1] * 14

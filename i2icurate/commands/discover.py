@@ -25,7 +25,7 @@ from i2icurate.config import (
     resolve,
     run_domains,
 )
-from i2icurate.curation.changes import anchor_targets, parent_assignments
+from i2icurate.curation.changes import anchor_targets, parent_assignments, touched_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
 from i2icurate.data.scan import ScanResult, scan_folder
@@ -245,17 +245,22 @@ def training_labels(run: Path, paths: list[str], k: int, console: Console,
 
 
 def review_anchors(run: Path, cfg: dict[str, Any], paths: list[str], console: Console) -> np.ndarray | None:
-    """A retrain from a reviewed run: the parent's cluster of every unlabelled image in a cluster no label touched,
-    less each such cluster's least confident share. An exclusion touches no cluster, so a review of exclusions alone
-    anchors every cluster: the clusters stay as they were, less the excluded images."""
+    """A retrain from a reviewed run: the parent's cluster of every unlabelled image, less each untouched cluster's
+    least confident `anchor_free_share` and each touched cluster's least confident `anchor_touched_free_share` (a
+    run made before that option: touched clusters free). An exclusion touches no cluster, so a review of exclusions
+    alone anchors every cluster but its free share: the clusters stay as they were, less the excluded images."""
     if not (cfg.get("from_run") and (run / LABELS_CSV).is_file() and cfg.get("w_anchor", 1.0) > 0):
         return None
     given = read_labels(run / LABELS_CSV)
     before, confidence = parent_assignments(Path(cfg["from_run"]))
-    anchors = anchor_targets(before, given, paths, confidence, cfg.get("anchor_free_share", 0.0))
-    held = sorted(set(anchors[anchors >= 0].tolist()))
-    console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster in the {len(held)} clusters no "
-                  "label touched" + (f" ({', '.join(map(str, held))})" if held else ""))
+    touched_share = cfg.get("anchor_touched_free_share", 1.0)
+    anchors = anchor_targets(before, given, paths, confidence, cfg.get("anchor_free_share", 0.0), touched_share)
+    touched = touched_clusters(before, given)
+    untouched = sorted(set(anchors[anchors >= 0].tolist()) - touched)
+    console.print(f"anchored: {int((anchors >= 0).sum())} images keep their cluster: the {len(untouched)} clusters "
+                  "no label touched" + (f" ({', '.join(map(str, untouched))})" if untouched else "")
+                  + (f", and all but the least confident {touched_share:.0%} of the {len(touched)} touched"
+                     if touched and touched_share < 1 else ""))
     return anchors
 
 

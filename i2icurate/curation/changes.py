@@ -24,7 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from i2icurate.data.domains import EXCLUDE, parse_cluster
+from i2icurate.data.domains import EXCLUDE, NEW_CLUSTER, parse_cluster
 from i2icurate.errors import UserError
 from i2icurate.export.visuals import count_matrix_png
 from i2icurate.runs import CONFIG_FILE, read_csv, read_json, write_csv
@@ -63,23 +63,31 @@ def touched_clusters(before: dict[str, int], given: dict[str, str]) -> set[int]:
 
 
 def anchor_targets(before: dict[str, int], given: dict[str, str], paths: list[str],
-                   confidence: dict[str, float] | None = None, free_share: float = 0.0) -> np.ndarray:
-    """Per image of `paths`: its parent cluster if it is unlabelled and that cluster untouched, else -1. With
-    `confidence` (the parent's, per path), the `free_share` least confident images of each untouched cluster stay
-    free (-1) as well, so that a review can draw at most that share of a cluster it did not touch."""
+                   confidence: dict[str, float] | None = None, free_share: float = 0.0,
+                   touched_free_share: float = 1.0) -> np.ndarray:
+    """Per image of `paths`: its parent cluster if it is unlabelled, else -1. With `confidence` (the parent's, per
+    path), the `free_share` least confident images of each untouched cluster and the `touched_free_share` least
+    confident of each touched one stay free (-1) as well, so that a review can draw at most that share of a cluster.
+    A touched cluster is free as a whole at `touched_free_share` 1 or without `confidence`, and so is a cluster that
+    holds a `new_cluster` image: the class the reviewer names there hides in it, confidently assigned or not."""
     touched = touched_clusters(before, given)
+    opened = {before[path] for path, label in given.items() if label == NEW_CLUSTER and path in before}
+    hold_touched = confidence is not None and touched_free_share < 1
     anchors = np.full(len(paths), -1, dtype=np.int64)
     for i, path in enumerate(paths):
         cluster = before.get(path)
-        if cluster is not None and path not in given and cluster not in touched:
+        if cluster is None or path in given or cluster in opened:
+            continue
+        if cluster not in touched or hold_touched:
             anchors[i] = cluster
-    if confidence is None or free_share <= 0:
+    if confidence is None:
         return anchors
     sureness = np.array([confidence.get(path, 1.0) for path in paths])
     sizes = Counter(before.values())  # the share is of the whole parent cluster
     for cluster in np.unique(anchors[anchors >= 0]):
         members = np.flatnonzero(anchors == cluster)
-        free = members[np.argsort(sureness[members], kind="stable")][: int(free_share * sizes[int(cluster)])]
+        share = touched_free_share if int(cluster) in touched else free_share
+        free = members[np.argsort(sureness[members], kind="stable")][: int(share * sizes[int(cluster)])]
         anchors[free] = -1
     return anchors
 
