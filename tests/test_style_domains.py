@@ -18,10 +18,13 @@ from i2icurate.engines.checkpoint import load_checkpoint
 from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
 from i2icurate.engines.heads import (
     CONTENT_GROUPS,
+    MOMENT_SPREAD,
     HeadPhase,
     content_groups,
     content_mi,
     edge_neighbours,
+    folder_edge_neighbours,
+    moment_normalised,
     neighbourhood_spread,
     reciprocal,
 )
@@ -189,6 +192,35 @@ def test_the_edge_neighbours_are_often_the_same_letter_in_the_other_typeface(typ
     # decoded at another size are compared at EDGE_SIZE too (16 px: 0.71)
     assert partner_rate(images) >= 0.6
     assert partner_rate(images[:, ::2, ::2]) >= 0.5
+
+
+def test_moment_normalisation_centres_scales_and_unslants_the_edge_mass():
+    edges = torch.zeros(1, 1, 32, 32)
+    for row in range(4, 16):  # a thin stroke leaning right, in the top-left quarter
+        edges[0, 0, row, 10 - row // 3] = 1.0
+    out = moment_normalised(edges)[0, 0]
+    coords = torch.linspace(-1, 1, 32)
+    mass = out / out.sum()
+    cx, cy = (mass * coords[None, :]).sum(), (mass * coords[:, None]).sum()
+    dx, dy = coords[None, :] - cx, coords[:, None] - cy
+    assert abs(cx.item()) < 0.05 and abs(cy.item()) < 0.05  # centred
+    assert ((mass * (dx**2 + dy**2)).sum().sqrt().item()) == pytest.approx(MOMENT_SPREAD, rel=0.1)
+    assert abs((mass * dx * dy).sum().item()) < 0.01  # upright: no x-y covariance left
+
+
+def test_four_typefaces_get_moment_normalised_neighbours_that_find_the_same_letter(tmp_path):
+    folder = tmp_path / "four"
+    style_sets.write_typefaces(folder, 4, max_glyphs=60)
+    paths = sorted(folder.rglob("*.png"))
+    letter = np.array([p.name for p in paths])
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32), Image.BILINEAR)) for p in paths])
+    found, normalised = folder_edge_neighbours(images, 3)
+    # measured: 0.62 of the 3 neighbours show the same letter (in another face) against 0.35 for the edge maps as
+    # they are, which are the less often reciprocal of the two (0.73 against 0.65); on the two faces above the maps
+    # as they are win both ways (0.79 against 0.76)
+    assert normalised
+    assert (letter[found.numpy()] == letter[:, None]).mean() >= 0.5
+    assert (letter[edge_neighbours(images, 3).numpy()] == letter[:, None]).mean() <= 0.45
 
 
 def test_the_layout_features_find_the_same_letter_in_the_other_typeface(typefaces):

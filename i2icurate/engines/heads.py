@@ -12,8 +12,9 @@ content, while the partitions SCAN's neighbourhoods otherwise settle on there (b
 it. With `w_neighbourhood` (also a `--domains style` default) each head pays, for every image, how far the clusters of
 the image and those of its K - 1 nearest images by edge map that have it among their own K - 1 lean away from the
 folder's: in a folder of style domains the image nearest by outline is often the same thing in another rendering, and
-a partition by what the images show puts such neighbourhoods in one cluster. The style head learns TUNIT's style code
-with the MoCo loss between an image's two views.
+a partition by what the images show puts such neighbourhoods in one cluster. The edge maps are compared as they are or
+moment-normalised (centred, scaled, unslanted), whichever gives the folder the more reciprocal neighbourhoods. The
+style head learns TUNIT's style code with the MoCo loss between an image's two views.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ LABEL_START_C = 10.0
 CONTENT_GROUPS = 16
 INDEPENDENCE_SAMPLE = 4096  # images the term reads per update (the whole folder when smaller)
 EDGE_SIZE = 32  # edge maps of the neighbourhood term are compared at this size (bench/RESULTS.md, session 22)
+MOMENT_SPREAD = 0.35  # root-mean-square radius of a moment-normalised edge map's mass, in [-1, 1] image coordinates
 
 
 def scan_loss(p_anchor: Tensor, p_neighbour: Tensor, entropy_weight: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,22 +87,55 @@ def content_mi(probs: Tensor, groups: Tensor, n_groups: int) -> Tensor:
     return (joint * (joint.clamp_min(1e-10).log() - independent.clamp_min(1e-10).log())).sum()
 
 
-def edge_vectors(images_u8: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def moment_normalised(edges: Tensor) -> Tensor:
+    """(B, 1, S, S) edge maps (0 = no edge) resampled so that each one's edge mass is centred, spreads over a
+    root-mean-square radius of MOMENT_SPREAD (image coordinates in [-1, 1]) and leans neither way (the shear of its
+    x-y covariance taken out): the moment normalisation of character recognition, which lines up a letter drawn in
+    faces of another size, position or slant."""
+    b, _, h, w = edges.shape
+    ys = torch.linspace(-1, 1, h, device=edges.device).view(1, h, 1)
+    xs = torch.linspace(-1, 1, w, device=edges.device).view(1, 1, w)
+    mass = edges[:, 0] / edges[:, 0].sum((1, 2), keepdim=True).clamp_min(1e-8)
+    cx, cy = (mass * xs).sum((1, 2)), (mass * ys).sum((1, 2))
+    dx, dy = xs - cx.view(-1, 1, 1), ys - cy.view(-1, 1, 1)
+    vx, vy = (mass * dx**2).sum((1, 2)).clamp_min(1e-4), (mass * dy**2).sum((1, 2)).clamp_min(1e-4)
+    shear = (mass * dx * dy).sum((1, 2)) / vy
+    scale = torch.sqrt(vx + vy) / MOMENT_SPREAD
+    theta = torch.zeros(b, 2, 3, device=edges.device)  # output (u, v) reads input (cx + s u + shear s v, cy + s v)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = scale, shear * scale, cx
+    theta[:, 1, 1], theta[:, 1, 2] = scale, cy
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=True)
+    return F.grid_sample(edges, grid, align_corners=True, padding_mode="zeros")
+
+
+def edge_vectors(images_u8: np.ndarray, normalised: bool = False, chunk: int = 1024) -> np.ndarray:
     """(N, EDGE_SIZE²) float32: the inverted edge map (`rendering.edge_map`, 0 = no edge) of each (N, S, S, 3) uint8
-    image, resized to EDGE_SIZE px first."""
+    image, resized to EDGE_SIZE px first; `normalised`: then `moment_normalised`."""
     rows = []
     for start in range(0, len(images_u8), chunk):
         x = resize_square(signed_from_u8(images_u8[start : start + chunk]), EDGE_SIZE)
-        rows.append(((1 - edge_map(x)[:, 0]) / 2).flatten(1).numpy())
+        edges = (1 - edge_map(x)[:, :1]) / 2
+        rows.append((moment_normalised(edges) if normalised else edges).flatten(1).numpy())
     return np.concatenate(rows).astype(np.float32)
 
 
-def edge_neighbours(images_u8: np.ndarray, k: int) -> Tensor:
+def edge_neighbours(images_u8: np.ndarray, k: int, normalised: bool = False) -> Tensor:
     """(N, k) indices of each image's k nearest other images by edge map (`edge_vectors`, each pixel standardised over
     the folder, cosine)."""
-    x = edge_vectors(images_u8)
+    x = edge_vectors(images_u8, normalised)
     mean, std = x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64) + 1e-6
     return neighbours(torch.from_numpy(((x - mean) / std).astype(np.float32)), k)
+
+
+def folder_edge_neighbours(images_u8: np.ndarray, k: int) -> tuple[Tensor, bool]:
+    """(`edge_neighbours` of the folder, whether moment-normalised): of the edge maps as they are and normalised, the
+    version whose neighbours are more often reciprocal. Where each thing is drawn once per style, the neighbourhoods
+    that find it across styles are the reciprocal ones (bench/RESULTS.md, session 23: the share of reciprocal
+    neighbours ranked the two versions as the share showing the same thing did on all four style sets)."""
+    found = {normalised: edge_neighbours(images_u8, k, normalised) for normalised in (False, True)}
+    share = {normalised: float(reciprocal(nbrs).float().mean()) for normalised, nbrs in found.items()}
+    normalised = share[True] > share[False]
+    return found[normalised], normalised
 
 
 def reciprocal(nbrs: Tensor) -> Tensor:
@@ -162,6 +197,7 @@ class HeadPhase:
         self.n_groups = 0
         self.edge_nbrs: Tensor | None = None  # (N, K - 1) edge-map neighbours of the neighbourhood term
         self.edge_weights: Tensor | None = None  # (N, K - 1) 1 where the neighbour is reciprocal and kept, else 0
+        self.edge_normalised: bool | None = None  # whether the edge maps were moment-normalised for this folder
 
     @classmethod
     def on_descriptors(cls, guiding: torch.nn.Module, desc: Tensor, cfg: dict[str, Any],
@@ -242,8 +278,11 @@ class HeadPhase:
         if self.cfg.get("w_neighbourhood", 0.0) > 0 and self.images is not None:
             # one neighbour per other domain, where each draws the same things (the nearest only: photo renderings
             # 0.914 / 0.801 on two seeds against 0.940 / 0.908, four typefaces 0.632 / 0.633 against 0.556 / 0.584;
-            # bench/RESULTS.md, session 22)
-            self.edge_nbrs = edge_neighbours(self.images, max(1, self.E.k - 1)).to(self.device)
+            # bench/RESULTS.md, session 22); on the edge maps moment-normalised where that makes them more often
+            # reciprocal (four typefaces 0.594 / 0.596 -> 0.681 / 0.684, two 0.975 / 0.976 -> 0.973 / 0.971, the
+            # photos and emoji keep the maps as they are; session 23)
+            found, self.edge_normalised = folder_edge_neighbours(self.images, max(1, self.E.k - 1))
+            self.edge_nbrs = found.to(self.device)
             # only reciprocal neighbours count: they are the same thing in another rendering more often (photo
             # renderings 0.88 against 0.72, emoji 0.86 against 0.70), and the run gains on three of four style sets
             # (bench/RESULTS.md, session 23)
