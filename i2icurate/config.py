@@ -208,7 +208,7 @@ TRANSLATE = _opts(
 # four style sets of bench/style_sets.py, with and without labels, and worse on the content sets (bench/RESULTS.md).
 # A style domain holds every kind of content: the content-independence term at weight 1 raised all four style sets
 # without labels (0.5 to 3 measured, session 19). The neighbourhood term at weight 1 beside it: the photo renderings and
-# the emoji up to 0.91-0.95, typefaces-4 down (its nearest outlines are other letters of the same face; session 22).
+# the emoji up to 0.93-0.95, typefaces-4 about where it was without it (sessions 22-23).
 DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {"style": {"knn": 50, "w_independence": 1.0, "w_neighbourhood": 1.0}}
 # Where a fresh run's labels are given they lead: with 3 labels per style the neighbourhood term lowered three of the
 # four style sets (typefaces-2 0.953 -> 0.936, typefaces-4 0.796 -> 0.723, photo renderings 0.751 -> 0.685; emoji
