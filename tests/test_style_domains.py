@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -86,6 +87,8 @@ def test_style_heads_separate_typefaces_that_content_heads_mix(runs):
     printed = runs["printed"]
     assert "clusters by style" in printed.split("TUNIT:")[0]  # in the plan, before training
     assert "clusters by style (--domains style: how the images are rendered)" in printed
+    assert re.search(r"neighbourhood term: edge maps (as they are|moment-normalised) \(the more reciprocal\), "
+                     r"\d+% of the neighbours count", printed)
 
 
 def test_style_features_are_cached_and_export_assigns_what_the_heads_learned(runs):

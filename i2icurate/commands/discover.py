@@ -431,6 +431,12 @@ def discover(
                                                                 console))
             trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited,
                                     new_cluster=new_cluster if inherited else None)
+            phase = trainer.head_phase
+            if phase.edge_weights is not None:
+                console.print("neighbourhood term: edge maps "
+                              + ("moment-normalised" if phase.edge_normalised else "as they are")
+                              + f" (the more reciprocal), {float(phase.edge_weights.mean()):.0%} of the neighbours "
+                              "count")
             if inherited and new_cluster is not None:
                 console.print(f"new cluster {new_cluster} formed from the {int((labels == new_cluster).sum())} "
                               f"images labelled new_cluster (K {new_cluster} -> {cfg['k']})")
