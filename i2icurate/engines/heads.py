@@ -127,15 +127,18 @@ def edge_neighbours(images_u8: np.ndarray, k: int, normalised: bool = False) -> 
     return neighbours(torch.from_numpy(((x - mean) / std).astype(np.float32)), k)
 
 
-def folder_edge_neighbours(images_u8: np.ndarray, k: int) -> tuple[Tensor, bool]:
-    """(`edge_neighbours` of the folder, whether moment-normalised): of the edge maps as they are and normalised, the
-    version whose neighbours are more often reciprocal. Where each thing is drawn once per style, the neighbourhoods
-    that find it across styles are the reciprocal ones (bench/RESULTS.md, session 23: the share of reciprocal
-    neighbours ranked the two versions as the share showing the same thing did on all four style sets)."""
-    found = {normalised: edge_neighbours(images_u8, k, normalised) for normalised in (False, True)}
-    share = {normalised: float(reciprocal(nbrs).float().mean()) for normalised, nbrs in found.items()}
-    normalised = share[True] > share[False]
-    return found[normalised], normalised
+def folder_edge_neighbours(images_u8: np.ndarray, k: int) -> tuple[Tensor, Tensor, bool]:
+    """(`edge_neighbours` of the folder, their `reciprocal` mask, whether moment-normalised): of the edge maps as they
+    are and normalised, the version whose neighbours are more often reciprocal. Where each thing is drawn once per
+    style, the neighbourhoods that find it across styles are the reciprocal ones (bench/RESULTS.md, session 23: the
+    share of reciprocal neighbours ranked the two versions as the share showing the same thing did on all four style
+    sets)."""
+    found = {}
+    for normalised in (False, True):
+        nbrs = edge_neighbours(images_u8, k, normalised)
+        found[normalised] = nbrs, reciprocal(nbrs)
+    normalised = bool(found[True][1].float().mean() > found[False][1].float().mean())
+    return *found[normalised], normalised
 
 
 def reciprocal(nbrs: Tensor) -> Tensor:
@@ -281,12 +284,12 @@ class HeadPhase:
             # bench/RESULTS.md, session 22); on the edge maps moment-normalised where that makes them more often
             # reciprocal (four typefaces 0.594 / 0.596 -> 0.681 / 0.684, two 0.975 / 0.976 -> 0.973 / 0.971, the
             # photos and emoji keep the maps as they are; session 23)
-            found, self.edge_normalised = folder_edge_neighbours(self.images, max(1, self.E.k - 1))
+            found, mutual, self.edge_normalised = folder_edge_neighbours(self.images, max(1, self.E.k - 1))
             self.edge_nbrs = found.to(self.device)
             # only reciprocal neighbours count: they are the same thing in another rendering more often (photo
             # renderings 0.88 against 0.72, emoji 0.86 against 0.70), and the run gains on three of four style sets
             # (bench/RESULTS.md, session 23)
-            weights = reciprocal(self.edge_nbrs).float()
+            weights = mutual.float().to(self.device)
             if self.keep is not None:  # an excluded image weighs nothing as a neighbour
                 weights = weights * self.keep[self.edge_nbrs].float()
             self.edge_weights = weights
