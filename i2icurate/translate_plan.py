@@ -118,12 +118,17 @@ def timed_schedule(step_s: float, minutes: float, options: dict[str, Any]) -> di
     return schedule
 
 
+def trained_side(cfg: dict[str, Any]) -> int:
+    """The side of the images a step trains on: the crop's where the model trains on crops, else `img_size`."""
+    return cfg.get("crop_size") or cfg["img_size"]
+
+
 def seconds_per_iteration(module: ModuleType, cfg: dict[str, Any], threads: int) -> float | None:
     """Rough CPU seconds per iteration of a resolved config: the module's measured plan cost scaled by pixels and
     batch size (not by widths: a guide, not a promise)."""
     if not module.TRAINS:
         return None
-    scale = (cfg["img_size"] / CPU_IMG_SIZE) ** 2 * cfg["batch_size"] / module.CPU_PLAN["batch_size"]
+    scale = (trained_side(cfg) / CPU_IMG_SIZE) ** 2 * cfg["batch_size"] / module.CPU_PLAN["batch_size"]
     return cpu_step_seconds(module, cfg["precision"]) * scale / thread_speedup(threads)
 
 
@@ -133,7 +138,8 @@ def describe_translate_plan(module_name: str, cfg: dict[str, Any], device: torch
     if not module.TRAINS:
         return module.describe_plan(cfg, device)
     settings = ", ".join(f"{name} {cfg[name]}" for name in module.CPU_PLAN if name != "batch_size")
-    line = (f"plan: {module_name} at {cfg['img_size']} px ({settings}, batch {cfg['batch_size']}), "
+    crop = f", trained on {cfg['crop_size']} px crops" if cfg.get("crop_size") else ""
+    line = (f"plan: {module_name} at {cfg['img_size']} px{crop} ({settings}, batch {cfg['batch_size']}), "
             f"{cfg['iters']} iterations on {device}")
     if device.type == "cuda":
         return line

@@ -11,6 +11,7 @@ from i2icurate.data.augment import (
     from_signed_u8,
     positive_pair,
     random_affine,
+    random_crops,
     to_unit,
 )
 
@@ -96,3 +97,17 @@ def test_diff_augment_cutout_zeroes_one_square_and_passes_gradients(animal_folde
     assert torch.equal(x.grad != 0, out != 0)  # gradient 1 where kept, 0 where cut (no input pixel is exactly 0)
     same = diff_augment(x, torch.Generator().manual_seed(1), translation=0.0, cutout=0.5)
     assert torch.equal(out, same)
+
+
+def test_random_crops_are_windows_of_their_own_image_at_positions_drawn_per_sample(animal_folder):
+    x = to_unit(_batch(animal_folder, n=8, size=32)) * 2 - 1
+    crops = random_crops(x, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (8, 3, 16, 16)
+    found = []
+    for i in range(len(x)):  # each crop is found exactly in its own image
+        at = [(t, s) for t in range(17) for s in range(17) if torch.equal(crops[i], x[i, :, t:t + 16, s:s + 16])]
+        assert at, f"crop {i} is not a window of its image"
+        found.append(at[0])
+    assert len(set(found)) > 1  # not one position for the whole batch
+    assert torch.equal(crops, random_crops(x, 16, torch.Generator().manual_seed(0)))
+    assert random_crops(x, 32, torch.Generator()) is x  # a crop the image's size leaves it whole

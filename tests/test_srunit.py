@@ -251,3 +251,20 @@ def test_lr_decays_linearly_to_zero() -> None:
     rule = srunit.lr_lambda(100, 0.5)
     assert rule(0) == rule(48) == 1.0
     assert rule(49) == 1.0 and rule(50) < 1.0 and rule(99) == pytest.approx(1 / 51) and rule(100) == 0.0
+
+
+def test_crop_training_steps_on_crops_and_translates_whole_images(domains) -> None:
+    t = _translator(domains, iters=4, img_size=48, crop_size=32)
+    seen = []
+    forward = t.G.forward_taps
+    t.G.forward_taps = lambda x, layers: seen.append(tuple(x.shape)) or forward(x, layers)
+    t.step(0)
+    t.step(3)  # in the LR decay: jitter off, still crops
+    assert seen == [(8, 3, 32, 32)] * 2  # the translation and identity halves of batch 4, cut to 32 px
+    y = t.translate(_real_batch(domains, 2))
+    assert y.shape == (2, 3, 32, 32)  # fully convolutional: whole images at their own size
+    assert t.samples()["samples/realA_fakeB_realB_idtB"].shape[1] == 4 * 50 + 2  # previews of whole 48 px images
+    assert _translator(domains, iters=4, crop_size=32).crop == 0  # a crop the image's size is no crop
+    for bad in (34, 28, 52):
+        with pytest.raises(UserError, match=f"crop-size {bad} must be a multiple of 4 from 32 to --img-size 48"):
+            _translator(domains, img_size=48, crop_size=bad)

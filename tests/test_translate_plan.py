@@ -76,6 +76,11 @@ def test_flags_win_over_the_plan() -> None:
     assert cfg["ngf"] == 8 and cfg["iters"] == 7 and cfg["ndf"] == 16 and cfg["img_size"] == 64
     line = describe_translate_plan("srunit", cfg, CPU, 2, srunit)
     assert line.startswith("plan: srunit at 64 px (ngf 8, ndf 16,") and "7 iterations on cpu with 2 threads" in line
+    # crops of 64 px from 128 px images: priced as a 64 px step, and said
+    cfg = resolve_translate("srunit", None, {"img_size": 128, "crop_size": 64, "iters": 7}, plan=plan)
+    line = describe_translate_plan("srunit", cfg, CPU, 2, srunit)
+    assert line.startswith("plan: srunit at 128 px, trained on 64 px crops (")
+    assert f"({srunit.CPU_STEP_S / thread_speedup(2):.2f} s per iteration, estimated)" in line
 
 
 def test_translate_prints_the_plan_before_training(toy_discover_run, tmp_path, monkeypatch) -> None:

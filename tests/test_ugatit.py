@@ -14,6 +14,7 @@ from PIL import Image
 from i2icurate.commands.translate import resolve_translate
 from i2icurate.config import TRANSLATE
 from i2icurate.data.demo import load_animal_mnist
+from i2icurate.errors import UserError
 from i2icurate.models.ugatit import ILN, AdaILN, Discriminator, ResnetGenerator, fit_layers
 from i2icurate.models.ugatit.losses import cam_loss, d_loss, g_adv_loss, lsgan
 from i2icurate.translators import ugatit
@@ -206,3 +207,22 @@ def test_cycle_noise_and_critic_augmentation(domains) -> None:
     view = noisy._critic_view(x)
     assert view.shape == x.shape and not torch.equal(view, x)
     assert all(math.isfinite(v) for v in noisy.step(0).values())
+
+
+def test_crop_training_steps_on_crops_and_translates_whole_images(domains) -> None:
+    a, b = (np.stack([np.asarray(Image.fromarray(x).resize((64, 64), Image.BILINEAR)) for x in d]) for d in domains)
+    translator = ugatit.Translator(_tiny(img_size=64, crop_size=32), a, b, torch.device("cpu"))
+    whole = ugatit.Translator(_tiny(img_size=64), a, b, torch.device("cpu"))
+    assert fit_layers(7, 32) < fit_layers(7, 64)
+    assert _count(translator.D["GA"]) == _count(Discriminator(fit_layers(7, 32), 8)) < _count(whole.D["GA"])
+    seen = []
+    forward = translator.G_AB.forward
+    translator.G_AB.forward = lambda x: seen.append(tuple(x.shape)) or forward(x)
+    assert all(math.isfinite(v) for v in translator.step(0).values())
+    assert seen[0] == (12, 3, 32, 32)  # real A, real B and the cycle input of batch 4, each cut to 32 px
+    x = torch.from_numpy(a[:2]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert translator.translate(x).shape == (2, 3, 64, 64)  # whole images
+    with pytest.raises(UserError, match="crop-size 36 must be a multiple of 4 from 32 to --img-size 32"):
+        ugatit.Translator(_tiny(crop_size=36), *domains, torch.device("cpu"))
+    with pytest.raises(UserError, match="needs --ugatit-size light"):
+        ugatit.Translator(_tiny(img_size=64, crop_size=32, ugatit_size="full"), a, b, torch.device("cpu"))

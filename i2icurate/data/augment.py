@@ -162,6 +162,16 @@ def flip_and_crop(images_u8: Tensor, gen: torch.Generator, jitter: float = 30 / 
     return to_signed(F.grid_sample(unit, grid, mode="bilinear", padding_mode="border", align_corners=False))
 
 
+def random_crops(images: Tensor, size: int, gen: torch.Generator) -> Tensor:
+    """A random `size` x `size` window of each image of a (B, C, H, W) batch, its position drawn per sample."""
+    b, _, h, w = images.shape
+    if size >= h and size >= w:
+        return images
+    tops = torch.randint(h - size + 1, (b,), generator=gen, device=gen.device).tolist()
+    lefts = torch.randint(w - size + 1, (b,), generator=gen, device=gen.device).tolist()
+    return torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(images, tops, lefts, strict=True)])
+
+
 def diff_augment(images: Tensor, gen: torch.Generator, translation: float = 0.125, cutout: float = 0.5) -> Tensor:
     """DiffAugment's translation and cutout (Zhao et al., NeurIPS 2020) of a (B, C, H, W) batch, differentiable.
 

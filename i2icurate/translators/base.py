@@ -27,10 +27,27 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import ModuleType
+from typing import Any
 
+from i2icurate.config import Option
 from i2icurate.errors import UserError
 
 _SKIP = {"base"}
+
+# Crop training, for models whose networks are fully convolutional (their OPTIONS include it).
+MIN_CROP = 32  # the critics' instance norms need more than one position in their last layers
+CROP_OPTION = Option(
+    "crop_size", 0, "Train on random crops of this side (a multiple of 4) of the --img-size images and translate whole "
+    "images (CUT's crop training; the networks are fully convolutional): a step then costs what one at the crop's "
+    "size does. 0 = train on whole images.", int, 0, 1024)
+
+
+def check_crop(cfg: dict[str, Any]) -> int:
+    """The training crop's side from `crop_size` (0 = whole images), checked against `img_size`."""
+    crop = int(cfg.get("crop_size", 0))
+    if crop and (crop % 4 or not MIN_CROP <= crop <= cfg["img_size"]):
+        raise UserError(f"--crop-size {crop} must be a multiple of 4 from {MIN_CROP} to --img-size {cfg['img_size']}")
+    return 0 if crop == cfg["img_size"] else crop
 
 
 def available() -> list[str]:

@@ -27,7 +27,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import diff_augment, flip_and_crop, resize_square, to_signed, to_unit
+from i2icurate.data.augment import diff_augment, flip_and_crop, random_crops, resize_square, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -36,6 +36,7 @@ from i2icurate.errors import UserError
 from i2icurate.models.cut import Discriminator, Generator, PatchSampleF
 from i2icurate.models.cut.losses import lsgan_d_loss, lsgan_g_loss, patch_nce_loss, sr_loss
 from i2icurate.models.cut.networks import sample_patch_ids
+from i2icurate.translators.base import CROP_OPTION, check_crop
 
 OPTIONS: tuple[Option, ...] = (
     Option("ngf", 64, "Generator base width.", int, 1, 1024),
@@ -58,6 +59,7 @@ OPTIONS: tuple[Option, ...] = (
            0.0, 0.99999),
     Option("diffaug", 0, "1 = the discriminator sees real and translated images through DiffAugment's translation "
            "and cutout (small folders: keeps it from memorising the target domain).", int, 0, 1),
+    CROP_OPTION,
 )
 DEFAULTS: dict[str, Any] = {"lr": 2e-4, "batch_size": 1, "iters": 400_000, "decay_frac": 0.5, "img_size": 256}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -135,6 +137,7 @@ class Translator:
         trains on its share of every batch, gradients averaged before each optimiser step)."""
         self.cfg = cfg
         self.nce_layers, self.reg_layers = parse_layers(cfg)
+        self.crop = check_crop(cfg)
         if cfg["batch_size"] > min(len(domain_a), len(domain_b)):
             raise UserError(f"--batch-size {cfg['batch_size']} is larger than a domain "
                             f"({len(domain_a)} and {len(domain_b)} images)")
@@ -177,9 +180,12 @@ class Translator:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled)
 
     def _input(self, u8: Tensor, jitter: float | None) -> Tensor:
-        """uint8 (B, S, S, 3) -> (B, 3, img, img) in [-1, 1]; flipped and jittered unless `jitter` is None."""
-        x = to_signed(to_unit(u8)) if jitter is None else flip_and_crop(u8, self.gens["aug"], jitter)
-        return resize_square(x, self.cfg["img_size"])
+        """uint8 (B, S, S, 3) -> (B, 3, img, img) in [-1, 1]; unless `jitter` is None (whole images, for previews),
+        flipped, jittered and cut to random `crop_size` windows when that is set."""
+        if jitter is None:
+            return resize_square(to_signed(to_unit(u8)), self.cfg["img_size"])
+        x = resize_square(flip_and_crop(u8, self.gens["aug"], jitter), self.cfg["img_size"])
+        return random_crops(x, self.crop, self.gens["aug"]) if self.crop else x
 
     def _nce(self, src_taps: list[Tensor], out: Tensor, n: int) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Mean PatchNCE over layers for the first `n` images and for the rest (identity), and the patch ids."""

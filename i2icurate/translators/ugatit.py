@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from i2icurate.config import Option
-from i2icurate.data.augment import diff_augment, flip_and_crop, resize_square, signed_from_u8
+from i2icurate.data.augment import diff_augment, flip_and_crop, random_crops, resize_square, signed_from_u8
 from i2icurate.data.sampler import BatchSource, EpochSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
 from i2icurate.engines.distributed import SINGLE, Dist, average_gradients_on_step, broadcast_module
@@ -41,6 +41,7 @@ from i2icurate.engines.tunit import autocast_dtype, ema_update, warmed_ema_decay
 from i2icurate.errors import UserError
 from i2icurate.models.ugatit import Discriminator, ResnetGenerator, fit_layers
 from i2icurate.models.ugatit.losses import cam_loss, d_loss, g_adv_loss, l1
+from i2icurate.translators.base import CROP_OPTION, check_crop
 
 OPTIONS: tuple[Option, ...] = (
     Option("ugatit_size", "full", "Generator: full (the paper's; FC on the whole attention map, 279 M parameters at "
@@ -58,6 +59,7 @@ OPTIONS: tuple[Option, ...] = (
            "loss (0 = the paper's): drowns the faint patterns a generator hides to pass the cycle.", float, 0.0, 2.0),
     Option("diffaug", 0, "1 = the critics see real and translated images through DiffAugment's translation and "
            "cutout (small folders: keeps them from memorising a domain).", int, 0, 1),
+    CROP_OPTION,
 )
 DEFAULTS: dict[str, Any] = {"lr": 1e-4, "batch_size": 1, "iters": 1_000_000, "decay_frac": 0.5, "img_size": 256}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -124,13 +126,18 @@ class Translator:
                 raise UserError(f"domain {name} has no images")
             if tuple(images.shape[1:]) != (size, size, 3):
                 raise UserError(f"domain {name} images are {tuple(images.shape[1:])}, expected ({size}, {size}, 3)")
+        self.crop = check_crop(cfg)
+        if self.crop and cfg["ugatit_size"] == "full":
+            raise UserError("--crop-size needs --ugatit-size light: the full generator's layers are sized to whole "
+                            "--img-size images")
         self.cfg, self.device = cfg, device
         self.amp_dtype = autocast_dtype(cfg["precision"], device)
         torch.manual_seed(cfg["seed"])
         light = cfg["ugatit_size"] == "light"
         self.G_AB = ResnetGenerator(size, cfg["ch"], cfg["n_res"], light).to(device)
         self.G_BA = ResnetGenerator(size, cfg["ch"], cfg["n_res"], light).to(device)
-        depth = {"G": fit_layers(7, size), "L": fit_layers(5, size)}
+        trained = self.crop or size  # the critics see what a step trains on
+        depth = {"G": fit_layers(7, trained), "L": fit_layers(5, trained)}
         self.D = nn.ModuleDict({name: Discriminator(depth[name[0]], cfg["ch"]) for name in CRITICS}).to(device)
         self.G_AB_ema: ResnetGenerator | None = None
         self.G_BA_ema: ResnetGenerator | None = None
@@ -176,6 +183,11 @@ class Translator:
         noise = torch.randn(fake.shape, generator=self.noise_gen, device=fake.device, dtype=fake.dtype)
         return fake + sigma * noise
 
+    def _train_view(self, u8: Tensor) -> Tensor:
+        """A training batch: flipped and jittered, and cut to random `crop_size` windows when that is set."""
+        x = flip_and_crop(u8, self.aug_gen, JITTER)
+        return random_crops(x, self.crop, self.aug_gen) if self.crop else x
+
     def _critic_view(self, images: Tensor) -> Tensor:
         """What a critic sees: the images, or their DiffAugment views with `diffaug`."""
         return diff_augment(images, self.aug_gen) if self.cfg.get("diffaug", 0) else images
@@ -183,8 +195,8 @@ class Translator:
     def step(self, i: int) -> dict[str, float]:
         """One U-GAT-IT iteration: the four critics, then both generators, on one batch of A and one of B."""
         cfg = self.cfg
-        real_a = flip_and_crop(self.sources["a"].next()[1], self.aug_gen, JITTER)
-        real_b = flip_and_crop(self.sources["b"].next()[1], self.aug_gen, JITTER)
+        real_a = self._train_view(self.sources["a"].next()[1])
+        real_b = self._train_view(self.sources["b"].next()[1])
         na, nb = len(real_a), len(real_b)
 
         # Every generator output of this iteration, in three batched calls (the networks are per-sample).
