@@ -57,7 +57,7 @@ from i2icurate.commands.discover import discover
 from i2icurate.commands.translate import translate
 from i2icurate.data.cache import load_cache
 from i2icurate.data.domains import LABELS_CSV, LABELS_HEADER
-from i2icurate.data.imageio import decode_to_array
+from i2icurate.data.imageio import decode_to_array, resize_square
 from i2icurate.engines.loop import Interrupted
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
@@ -295,6 +295,14 @@ def _outputs(out_dir: Path, rel_paths: list[str], size: int) -> np.ndarray:
                      for p in rel_paths])
 
 
+def shrink(images_u8: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, size, size, 3) by the pipeline's own resize (bicubic, antialiased); as is when S
+    is already `size`."""
+    if images_u8.shape[1] == size:
+        return images_u8
+    return np.stack([resize_square(Image.fromarray(x), size) for x in images_u8])
+
+
 def _train_seconds(folder: Path) -> float | None:
     """Seconds of the training loop: the last stats.jsonl record's time (the loop logs at its final step)."""
     path = folder / "stats.jsonl"
@@ -318,9 +326,12 @@ def _cluster_split(run: Path) -> dict[str, dict[str, int]]:
 def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None, iters: dict[str, int | None],
                   discover_iters: int | None, img_size: int | None, device: str, seed: int,
                   console: Console, threads: int | None = None, discover_run: Path | None = None,
-                  baselines: bool = True, settings: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                  baselines: bool = True, settings: dict[str, dict[str, str]] | None = None,
+                  score_size: int | None = None) -> dict[str, Any]:
     """discover (or a finished `discover_run`) -> true-domain labels -> translate with each model (`iters` per
-    model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands."""
+    model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands.
+    `score_size`: score every output and baseline at this size, resized as the pipeline resizes images (None = at
+    each model's own size)."""
     started = time.perf_counter()
     run = discover_run or discover(data, k=2, preset=preset, iters=discover_iters, device=device, seed=seed,
                                    project=str(runs), name="openmoji", eval_labels="folders", console=console,
@@ -342,40 +353,51 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
         seconds = time.perf_counter() - started
         cfg = read_json(folder / CONFIG_FILE)
         size = cfg["img_size"]
-        metrics = read_json(folder / "metrics.json")
+        scored = score_size or size
         rel = [r["path"] for r in read_csv(folder / "domains.csv") if r["domain"] == "A"]
-        targets = _line_targets(data, rel, size)
+        targets = _line_targets(data, rel, scored)
+        outputs = _outputs(Path(cfg["out"]), rel, scored)
+        line_domain = None
+        if scored == size:
+            metrics = read_json(folder / "metrics.json")
+        else:  # translate --evaluate scored at the training size: score again at the asked one
+            line_domain = shrink(np.array(load_cache(folder / "cache_b", size)), scored)
+            with console.status(f"{model} at {scored} px"):
+                metrics = fid_kid(outputs, line_domain, resolve_device(device))
         train_s = _train_seconds(folder)
         trains = model != "tunit"
         result["models"][model] = {
-            "run": str(folder), "img_size": size, "seconds": round(seconds, 1),
+            "run": str(folder), "img_size": size, "score_size": scored, "seconds": round(seconds, 1),
             "train_seconds": train_s if trains else None,
             "iters": cfg["iters"] if trains else None, "batch_size": cfg["batch_size"] if trains else None,
             "img_per_s": cfg["iters"] * cfg["batch_size"] / train_s if trains and train_s else None,
             "fid": metrics["fid"], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
-            **paired_scores(_outputs(Path(cfg["out"]), rel, size), targets),
+            **paired_scores(outputs, targets),
         }
-        if baselines and str(size) not in result["identity"]:
-            # Non-learned outputs of the colour images vs the same target set the model's metrics.json used.
+        key = str(size) if scored == size else f"{size}->{scored}"
+        if baselines and key not in result["identity"]:
+            # Non-learned outputs of the colour images vs the target set the model was scored against: made from the
+            # images at the model's size, then brought to the scoring size as its outputs were.
             source = np.array(load_cache(folder / "cache_a", size))
-            line_domain = np.array(load_cache(folder / "cache_b", size))
+            if line_domain is None:
+                line_domain = shrink(np.array(load_cache(folder / "cache_b", size)), scored)
             rows = {}
             for name, baseline in BASELINES.items():
-                outputs = baseline(source)
-                with console.status(f"{name} baseline at {size} px"):
-                    scores = fid_kid(outputs, line_domain, resolve_device(device))
-                rows[name] = {"img_size": size, "fid": scores["fid"], "kid": scores["kid"],
-                              "kid_std": scores["kid_std"], **paired_scores(outputs, targets)}
-            result["identity"][str(size)] = rows
+                made = shrink(baseline(source), scored)
+                with console.status(f"{name} baseline at {key} px"):
+                    scores = fid_kid(made, line_domain, resolve_device(device))
+                rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
+                              "kid_std": scores["kid_std"], **paired_scores(made, targets)}
+            result["identity"][key] = rows
     return result
 
 
 def write_grid(data: Path, result: dict[str, Any], path: Path, rows: int = 8) -> Path:
     """source | each model's output | the dark-outline baseline | true line-art, for `rows` emoji spread over
-    the set, at the models' common size (the first model's)."""
+    the set, at the size the first model was scored at."""
     models = result["models"]
     first = next(iter(models.values()))
-    size = first["img_size"]
+    size = first.get("score_size", first["img_size"])
     rel = [r["path"] for r in read_csv(Path(first["run"]) / "domains.csv") if r["domain"] == "A"]
     rel = [rel[i] for i in np.linspace(0, len(rel) - 1, rows).astype(int)]
     sources = np.stack([decode_to_array(data / PurePosixPath(p), size, _MAX_PIXELS) for p in rel])
@@ -383,6 +405,12 @@ def write_grid(data: Path, result: dict[str, Any], path: Path, rows: int = 8) ->
     columns += [dark_outline(sources), _line_targets(data, rel, size)]
     translation_grid(sources, np.stack(columns, axis=1), path, ["source", *models, "outline", "truth"])
     return path
+
+
+def _px(row: dict[str, Any]) -> str:
+    """'64', or '128->64' for a row made at 128 px and scored at 64."""
+    scored = row.get("score_size", row["img_size"])
+    return str(row["img_size"]) if scored == row["img_size"] else f"{row['img_size']}->{scored}"
 
 
 def print_results(result: dict[str, Any], console: Console) -> None:
@@ -403,10 +431,10 @@ def print_results(result: dict[str, Any], console: Console) -> None:
 
     for rows in result["identity"].values():
         for name, ident in rows.items():
-            table.add_row(name, str(ident["img_size"]), "—", "—", "—", f"{ident['fid']:.1f}",
+            table.add_row(name, _px(ident), "—", "—", "—", f"{ident['fid']:.1f}",
                           f"{100 * ident['kid']:.2f}", f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
     for model, m in result["models"].items():
-        table.add_row(f"{model} ({m['iters'] or 0} it)" if m["iters"] else model, str(m["img_size"]),
+        table.add_row(f"{model} ({m['iters'] or 0} it)" if m["iters"] else model, _px(m),
                       fmt(m["train_seconds"], ".1f"), f"{m['seconds']:.1f}", fmt(m["img_per_s"], ".1f"),
                       f"{m['fid']:.1f}", f"{100 * m['kid']:.2f}", f"{m['l1']:.3f}", f"{m['ssim']:.3f}")
     console.print(table)
@@ -456,6 +484,9 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
 @click.option("--preset", default=None, help="Preset of discover and of every translator (default: the hardware "
               "plans, as the commands choose without --preset).")
 @click.option("--img-size", type=int, default=None, help="Training size of the translators (default: plan/preset).")
+@click.option("--score-size", type=int, default=None, help="Score every output and baseline at this size, resized as "
+              "the pipeline resizes (default: each model's own size). E.g. --size 128 --img-size 128 --score-size 64 "
+              "scores 64 px translations of emoji drawn at 128.")
 @click.option("--iters", default=None, help="Iterations of the trained translators: N, or model=N,model=N "
               "(default: plan/preset).")
 @click.option("--discover-iters", type=int, default=None, help="discover iterations (default: plan/preset).")
@@ -475,8 +506,8 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
               help="An option of one translator, e.g. ugatit.w_cycle=1 (repeatable).")
 @click.option("--merge", default=None, help="Only print the table and grid of these comma-separated --json-out "
               "files (runs on one discover run, e.g. models trained in parallel processes).")
-def main(n, size, preset, img_size, iters, discover_iters, discover_run, models, device, threads, seed, cache_dir,
-         project, json_out, grid_out, baselines, settings, merge) -> None:
+def main(n, size, preset, img_size, score_size, iters, discover_iters, discover_run, models, device, threads, seed,
+         cache_dir, project, json_out, grid_out, baselines, settings, merge) -> None:
     """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
     console = Console(width=None if sys.stdout.isatty() else 140)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -511,9 +542,10 @@ def main(n, size, preset, img_size, iters, discover_iters, discover_run, models,
                           f"({time.perf_counter() - started:.1f} s)")
             result = run_benchmark(data, root / "runs", chosen, preset, per_model, discover_iters, img_size, device,
                                    seed, console, threads, Path(discover_run) if discover_run else None,
-                                   baselines, per_model_options)
+                                   baselines, per_model_options, score_size)
             result["settings"] = {
-                "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "iters": iters,
+                "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "score_size": score_size,
+                "iters": iters,
                 "discover_iters": discover_iters, "options": per_model_options, "seed": seed, "package": PACKAGE,
                 "threads": threads,
                 "data": str(data), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),

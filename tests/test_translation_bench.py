@@ -113,3 +113,14 @@ def test_iterations_per_model():
     assert bench.parse_iters(None) == {}
     with pytest.raises(bench.UserError, match="--iters"):
         bench.parse_iters("ugatit=lots")
+
+
+def test_outputs_scored_at_a_smaller_size_are_shrunk_as_the_pipeline_decodes_files(animal_folder, tmp_path):
+    files = scan_folder(animal_folder).files[::40][:4]
+    at_64 = np.stack([decode_to_array(animal_folder / f, 64, 10**9) for f in files])
+    for i, image in enumerate(at_64):  # 64 px files, as a translator at --img-size 64 writes them
+        bench.Image.fromarray(image).save(tmp_path / f"{i}.png")
+    expected = np.stack([decode_to_array(tmp_path / f"{i}.png", 32, 10**9) for i in range(len(files))])
+    assert np.array_equal(bench.shrink(at_64, 32), expected)  # outputs, baselines and targets: one resize
+    assert bench.shrink(at_64, 64) is at_64
+    assert bench._px({"img_size": 128, "score_size": 64}) == "128->64" and bench._px({"img_size": 64}) == "64"
