@@ -401,8 +401,9 @@ def write_grid(data: Path, result: dict[str, Any], path: Path, rows: int = 8) ->
     rel = [r["path"] for r in read_csv(Path(first["run"]) / "domains.csv") if r["domain"] == "A"]
     rel = [rel[i] for i in np.linspace(0, len(rel) - 1, rows).astype(int)]
     sources = np.stack([decode_to_array(data / PurePosixPath(p), size, _MAX_PIXELS) for p in rel])
+    made_at = np.stack([decode_to_array(data / PurePosixPath(p), first["img_size"], _MAX_PIXELS) for p in rel])
     columns = [_outputs(Path(read_json(Path(m["run"]) / CONFIG_FILE)["out"]), rel, size) for m in models.values()]
-    columns += [dark_outline(sources), _line_targets(data, rel, size)]
+    columns += [shrink(dark_outline(made_at), size), _line_targets(data, rel, size)]  # the outline as it was scored
     translation_grid(sources, np.stack(columns, axis=1), path, ["source", *models, "outline", "truth"])
     return path
 
