@@ -20,6 +20,9 @@ small widths and a time-budgeted iteration count; see i2icurate/translate_plan.p
     python bench/translation_quality.py --threads 1                                # CPU: the plans, 300 emoji
     python bench/translation_quality.py --n 120 --size 32 --img-size 32 --iters 50  # a quick smoke run
     python bench/translation_quality.py --preset full --n 4000 --size 256 --device cuda       # GPU
+    # SRUNIT on 64 px crops of emoji drawn at 128, translated whole, scored (with the baselines) at 64:
+    python bench/translation_quality.py --size 128 --img-size 128 --score-size 64 --models srunit \
+        --set srunit.crop_size=64 --iters 10100 --threads 1
     # models in parallel processes on one discover run, then one table and grid:
     python bench/translation_quality.py --models tunit,ugatit --project P --json-out a.json
     python bench/translation_quality.py --models srunit --discover-run P/runs/discover/openmoji1 --project P \
