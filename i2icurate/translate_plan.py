@@ -7,6 +7,12 @@
   development machine, bench/RESULTS.md), scaled by the thread count. A module that also gives `CPU_BF16_STEP_S`
   trains in bf16 autocast on a CPU that computes bf16 in hardware (AVX512-BF16 or AMX), with its `CPU_BF16_PLAN`
   changes to `CPU_PLAN`, sized by that cost;
+- on a CPU, where the folder's images are at least `CROP_IMG_SIZE` px and the model trains on crops (its OPTIONS
+  hold `crop_size`): 128 px images trained on random 64 px crops, translated whole. A step costs what a 64 px step
+  does; on OpenMoji colour -> line-art this cut KID four-fold for SRUNIT and U-GAT-IT at the same iterations
+  (bench/RESULTS.md, issue 11, sessions 24–25). An explicit --img-size or --crop-size, or an option value the
+  module lists in `CROP_PLAN_BLOCKED_BY` (U-GAT-IT's full generator cannot train on crops), keeps the whole-image
+  plan;
 - on a GPU: the model's own defaults (the paper's sizes and schedule, as `--preset full`).
 Every value is an ordinary option: an explicit flag wins over the plan. TUNIT trains nothing, so it has no plan.
 
@@ -28,6 +34,8 @@ import torch
 from i2icurate.config import TRANSLATE
 
 CPU_IMG_SIZE = 64
+# where the folder's images allow it, the CPU plan translates at CROP_IMG_SIZE and trains on CPU_IMG_SIZE crops
+CROP_IMG_SIZE = 128
 # training time the CPU plan aims at on 2 threads: 30 minutes give SRUNIT about 8,400 iterations; 8,000 were
 # what it took to beat the untranslated input on KID, FID and paired L1, 5,000 were not enough (bench/RESULTS.md)
 CPU_BUDGET_S = TRANSLATE["minutes"].default * 60
@@ -62,15 +70,34 @@ def cpu_step_seconds(module: ModuleType, precision: str) -> float:
     return module.CPU_STEP_S
 
 
+def trains_on_crops(module: ModuleType, source_side: int | None, explicit: dict[str, Any] | None = None) -> bool:
+    """Whether the CPU plan of `module` trains on CPU_IMG_SIZE crops of CROP_IMG_SIZE images: the model can, the
+    folder's typical image (`source_side`, its shorter side) is that large, and no explicit option says otherwise."""
+    if "crop_size" not in {option.name for option in module.OPTIONS}:
+        return False
+    if source_side is None or source_side < CROP_IMG_SIZE:
+        return False
+    explicit = explicit or {}
+    if explicit.get("img_size") is not None or explicit.get("crop_size") is not None:
+        return False
+    blocked_by = getattr(module, "CROP_PLAN_BLOCKED_BY", {})
+    return not any(explicit.get(name) in values for name, values in blocked_by.items())
+
+
 def translate_plan(module: ModuleType, device: torch.device, threads: int | None = None,
-                   minutes: float | None = None) -> dict[str, Any]:
+                   minutes: float | None = None, source_side: int | None = None,
+                   explicit: dict[str, Any] | None = None) -> dict[str, Any]:
     """Option values of the default schedule of translator `module` on `device` ({} when it trains nothing), its
-    iterations estimated to fill `minutes` (default: the CPU budget) until a run times its own steps."""
+    iterations estimated to fill `minutes` (default: the CPU budget) until a run times its own steps. `source_side`:
+    the median shorter side of the folder's images (None: unknown, whole-image training); `explicit`: the options
+    given on the command line (see `trains_on_crops`)."""
     if not module.TRAINS or device.type == "cuda":
         return {}
     threads = threads or torch.get_num_threads()
     precision = cpu_precision(module)
     plan = {"img_size": CPU_IMG_SIZE, **module.CPU_PLAN}
+    if trains_on_crops(module, source_side, explicit):
+        plan.update(img_size=CROP_IMG_SIZE, crop_size=CPU_IMG_SIZE)
     if precision == "bf16":
         plan.update(precision="bf16", **getattr(module, "CPU_BF16_PLAN", {}))
     step_s = cpu_step_seconds(module, precision) / thread_speedup(threads)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import torch
+from PIL import Image
 from rich.console import Console
 
+import i2icurate.commands.translate as translate_module
 import i2icurate.translate_plan as translate_plan_module
-from i2icurate.commands.translate import resolve_translate, translate
+from i2icurate.commands.translate import resolve_translate, translate, typical_side
+from i2icurate.runs import read_csv
 from i2icurate.translate_plan import (
     CPU_BUDGET_S,
     LOOP_OVERHEAD,
@@ -68,6 +72,47 @@ def test_gpu_plan_is_the_models_full_defaults_and_tunit_has_none() -> None:
     assert translate_plan(ugatit, GPU) == {} and translate_plan(tunit, CPU) == {}
     cfg = resolve_translate("ugatit", None, {}, plan=translate_plan(ugatit, GPU))
     assert cfg["img_size"] == 256 and cfg["ch"] == 64 and cfg["ugatit_size"] == "full"
+
+
+def test_cpu_plan_trains_on_crops_of_128px_images_where_the_folder_allows() -> None:
+    for module in (srunit, ugatit):
+        whole = translate_plan(module, CPU, threads=2)
+        assert whole["img_size"] == 64 and "crop_size" not in whole
+        assert translate_plan(module, CPU, threads=2, source_side=127) == whole  # images too small to crop from
+        plan = translate_plan(module, CPU, threads=2, source_side=128)
+        assert (plan["img_size"], plan["crop_size"]) == (128, 64)
+        assert plan["iters"] == whole["iters"]  # a step costs what a 64 px step does
+        cfg = resolve_translate(module.__name__.rsplit(".", 1)[1], None, {}, plan=plan)
+        assert (cfg["img_size"], cfg["crop_size"]) == (128, 64)
+        # a size asked for on the command line keeps the whole-image plan
+        for explicit in ({"img_size": 96}, {"crop_size": 0}):
+            assert translate_plan(module, CPU, threads=2, source_side=512, explicit=explicit) == whole
+    # U-GAT-IT's full generator cannot train on crops; the light one, which the plan uses anyway, can
+    assert "crop_size" not in translate_plan(ugatit, CPU, source_side=256, explicit={"ugatit_size": "full"})
+    assert translate_plan(ugatit, CPU, source_side=256, explicit={"ugatit_size": "light"})["crop_size"] == 64
+    assert translate_plan(tunit, CPU, source_side=256) == {} and translate_plan(srunit, GPU, source_side=256) == {}
+
+
+def test_typical_side_is_the_median_shorter_side_of_the_runs_images(toy_discover_run, animal_folder) -> None:
+    sides = [min(Image.open(animal_folder / row["path"]).size) for row in read_csv(toy_discover_run / "images.csv")]
+    assert typical_side(toy_discover_run) == int(np.median(sides))
+    assert typical_side(toy_discover_run.parent) is None  # no images.csv
+
+
+def test_translate_on_large_images_trains_on_crops_and_writes_whole_images(toy_discover_run, tmp_path,
+                                                                          monkeypatch) -> None:
+    _native_bf16(monkeypatch, False)
+    # the toy folder's silhouettes are small; the folder is taken as one of 128 px images
+    monkeypatch.setattr(translate_module, "typical_side", lambda run: 128)
+    a, b, _ = _two_clusters(toy_discover_run)
+    out = io.StringIO()
+    run = translate(a, b, run=toy_discover_run, model="srunit", iters=2, batch_size=2, device="cpu", threads=1,
+                    project=str(tmp_path / "runs"), console=Console(file=out, width=300))
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["img_size"], cfg["crop_size"]) == (128, 64)
+    assert "plan: srunit at 128 px, trained on 64 px crops (" in out.getvalue()
+    written = next((run / "outputs").rglob("*.png"))
+    assert Image.open(written).size == (128, 128)
 
 
 def test_flags_win_over_the_plan() -> None:

@@ -8,6 +8,7 @@ relative path as a PNG.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,6 +31,7 @@ from i2icurate.engines.distributed import init_distributed, run_on_main_and_shar
 from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import resolve_device
 from i2icurate.errors import UserError
+from i2icurate.export.pipeline import IMAGES_CSV
 from i2icurate.export.visuals import translation_grid
 from i2icurate.markup import bold, escape
 from i2icurate.runs import (
@@ -86,6 +88,18 @@ def _cache_domain(root: Path, paths: list[str], size: int, cache_dir: Path, cfg:
     return load_cache(cache_dir, size), result.paths
 
 
+def typical_side(discover_run: Path) -> int | None:
+    """The median shorter side, in pixels, of the images a discover run read (images.csv); None where it did not
+    record sizes."""
+    path = discover_run / IMAGES_CSV
+    if not path.exists():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        sides = [min(int(row["width"]), int(row["height"])) for row in csv.DictReader(f)
+                 if row.get("width") and row.get("height")]
+    return int(np.median(sides)) if sides else None
+
+
 def _check_batch_split(model: str, batch_size: int, world: int) -> None:
     if base.load(model).TRAINS:  # the instant TUNIT translator trains nothing, so any batch size will do
         check_batch_split(batch_size, world)
@@ -100,7 +114,7 @@ def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | No
     plan = None
     if preset is None:  # the default: a schedule that fits the device
         plan = translate_plan(base.load(model), resolve_device(options.get("device") or "auto"), threads,
-                              options.get("minutes"))
+                              options.get("minutes"), typical_side(discover_run), options)
     cfg = resolve_translate(model, preset, options, run_cfg, plan)
     _check_batch_split(model, cfg["batch_size"], world)
     a, b = parse_cluster(from_), parse_cluster(to)

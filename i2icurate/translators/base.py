@@ -9,7 +9,8 @@ A translator module `i2icurate/translators/<name>.py` defines:
   batch size) and its measured seconds per iteration on one thread, from which `translate_plan.py` sizes the run;
   optionally `CPU_BF16_STEP_S`, the same in bf16 autocast, for a model measured to gain from it, and
   `CPU_BF16_PLAN`, what that plan changes (a learning rate): the plan then trains in bf16 on a CPU that computes
-  bf16 natively;
+  bf16 natively; a model whose OPTIONS hold `CROP_OPTION` trains on crops in the CPU plan where the folder's images
+  are large enough, unless an option takes a value listed in its optional `CROP_PLAN_BLOCKED_BY`;
 - `TRAINS`: False for a model used as-is (TUNIT's generator), True for one trained on the two domains;
 - `Translator`: a class with
     `__init__(self, cfg: dict, domain_a: np.ndarray, domain_b: np.ndarray, device: torch.device, dist=SINGLE)` where

@@ -93,6 +93,8 @@ CPU_PLAN: dict[str, Any] = {"ugatit_size": "light", "ch": 16, "n_res": 2, "lr": 
 CPU_STEP_S = 0.69
 CPU_BF16_PLAN: dict[str, Any] = {"lr": 3e-4}
 CPU_BF16_STEP_S = 0.54
+# the CPU plan's crop training needs the light generator (translate_plan.trains_on_crops)
+CROP_PLAN_BLOCKED_BY: dict[str, tuple[str, ...]] = {"ugatit_size": ("full",)}
 
 LOSS_NAMES = ("loss/d", "loss/g_adv", "loss/cycle", "loss/identity", "loss/cam")
 CRITICS = ("GA", "LA", "GB", "LB")  # global / local critic of domain A and of domain B
