@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from i2icurate.data.cache import load_cache
 from i2icurate.engines.heads import CONTENT_GROUPS, HeadPhase, content_groups
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.metrics.clustering import cluster_accuracy
@@ -82,7 +83,8 @@ def replay(run: Path, grouping: str, weight: float, seed: int) -> tuple[float, f
     styles, names = run_images(run)
     torch.manual_seed(seed)
     guiding = build_guiding(cfg)
-    phase = HeadPhase(guiding, content, style, {**cfg, "w_independence": 0.0}, torch.device("cpu"))
+    phase = HeadPhase(guiding, content, style, {**cfg, "w_independence": 0.0}, torch.device("cpu"),
+                      images=load_cache(run / "cache", cfg["img_size"]))
     phase.fit_descriptor()
     phase.prepare()
     phase.start_heads()

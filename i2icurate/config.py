@@ -29,6 +29,7 @@ class Option:
 
 AUTO = "auto"
 CONTENT = "content"  # the default of --domains, and what runs made before that option used
+STYLE = "style"
 SCRATCH_K = 10  # K of a from-scratch trunk when -k is not given: it has no features to choose K from before training
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from i2icurate.config import AUTO, run_domains
+from i2icurate.config import AUTO, STYLE, run_domains
 from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
@@ -38,6 +38,7 @@ GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step
             "k_sweep": 10.0}
 # seconds of generator training on a 2-core CPU: 0.03 s per image, between 2 and 5.5 minutes
 CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
+STYLE_PASS_FACTORS = (5.0, 3.0)  # how many times a content run's features and export a style run's take
 
 
 def head_steps(n_images: int, head_batch: int, minimum: int = MIN_HEAD_STEPS) -> int:
@@ -93,13 +94,16 @@ def estimate_seconds(cfg: dict[str, Any], n_images: int, device: torch.device) -
         cost = {k: v * scale for k, v in cost.items()}
     warmup = warmup_iterations(cfg)
     size_factor = (cfg.get("backbone_size") or 64) ** 2 / 64**2
+    # a style trunk also reads every image's crops (models/backbones/style_trunk.py); measured on 1,600 images, one
+    # CPU thread: features 122 s against 23 s, export 60 s against 20 s (bench/RESULTS.md, session 26)
+    features_factor, export_factor = STYLE_PASS_FACTORS if run_domains(cfg) == STYLE else (1.0, 1.0)
     gan_factor = (cfg["img_size"] / 32) ** 2 * cfg["batch_size"] / 32
     out = {
         "decode": n_images * cost["decode"],
-        "features": 2 * n_images * cost["trunk"] * size_factor,
+        "features": 2 * n_images * cost["trunk"] * size_factor * features_factor,
         "heads": warmup * cost["head_step"],
         "generator": (cfg["iters"] - warmup) * cost["gan_step"] * gan_factor,
-        "export": n_images * cost["trunk"] * size_factor + 0.004 * n_images,
+        "export": n_images * cost["trunk"] * size_factor * export_factor + 0.004 * n_images,
     }
     if cfg["k"] == AUTO:  # k-means over the range, then 3 candidate Ks x (data, reference) head trainings
         trainings = 2 * (2 * REFINE_RADIUS + 1)

@@ -20,6 +20,7 @@ from i2icurate.config import (
     AUTO,
     CONTENT,
     SCRATCH_K,
+    STYLE,
     domain_defaults,
     reject_options_on_resume,
     resolve,
@@ -139,6 +140,10 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     if options.get("from_run"):
         parent = open_run(options["from_run"])
         parent_cfg = read_json(parent / CONFIG_FILE)
+        if run_domains(parent_cfg) == STYLE and parent_cfg.get("features_format", 1) < FEATURES_FORMAT:
+            raise UserError(f"--from {parent}: a --domains style run made before its descriptor read image crops "
+                            "(2026-12-04); its heads cannot read today's descriptor: run discover on the folder "
+                            "afresh (with --labels for a review's corrections)")
         inherited = {k: parent_cfg.get(k, BEFORE_OPTION.get(k)) for k in ARCHITECTURE if options.get(k) is None}
         options = {**options, **{k: v for k, v in inherited.items() if v is not None}}
         options["from_run"] = str(parent.resolve())
@@ -331,7 +336,8 @@ def _trunk_features(cfg: dict[str, Any], trunk: torch.nn.Module, device: torch.d
                     images: np.ndarray, console: Console) -> None:
     """Compute the trunk's features of every image into the run folder (or find them there, or take them from the
     --from run when it read the same images with the same trunk)."""
-    if cached_features(run, len(images)) is not None:  # e.g. computed by the -k auto sweep, or before a resume
+    widths = (trunk.content_dim, trunk.style_dim)
+    if cached_features(run, len(images), widths) is not None:  # e.g. computed by the -k auto sweep, or before a resume
         return
     parent = Path(cfg["from_run"]) if cfg.get("from_run") else None
     if parent is not None and reuse_parent_features(parent, run, cfg):
@@ -349,7 +355,7 @@ def _auto_k(run: Path, cfg: dict[str, Any], images: np.ndarray, paths: list[str]
     read, and a sweep over --k-range on it; returns the config with the chosen K, also saved in config.json."""
     guiding = build_guiding({**cfg, "k": 2}).to(device)  # the trunk and descriptor only: no head is trained here
     _trunk_features(cfg, guiding.trunk, device, run, images, console)
-    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device)
+    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device, images=images)
     phase.fit_descriptor()  # the same fit a fresh run makes before its heads start (same features, same seed)
     desc = phase.descriptors(0).cpu().numpy()
     return sweep_k(run, cfg, desc, paths, console, device)
@@ -361,7 +367,7 @@ def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
     parent_cfg = read_json(parent / CONFIG_FILE)
     same = all(parent_cfg.get(key, BEFORE_OPTION.get(key)) == cfg.get(key, BEFORE_OPTION.get(key))
                for key in ("backbone", "backbone_size", "img_size", "domains"))
-    # a content run's cache is the same in every format; a style run's content slot changed meaning in format 2
+    # a content run's cache is the same in every format; a style run's changed in formats 2 and 3
     same_format = run_domains(cfg) == CONTENT or parent_cfg.get("features_format", 1) == FEATURES_FORMAT
     if not (same and same_format) or cached_features(run, len(read_csv(run / IMAGES_CSV))) is not None:
         return False

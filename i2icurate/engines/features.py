@@ -27,7 +27,8 @@ VIEWS = 2  # as decoded, mirrored
 # What the cache holds, recorded in each discover run's config as `features_format`. 2: a style trunk keeps its
 # layout (edge-map) features in the content slot. 1 (runs without the key, made before 2026-12-02): the content slot
 # held the pooled features for every trunk, so a style run's cache of format 1 cannot stand in for a new one.
-FEATURES_FORMAT = 2
+# 3 (2026-12-04): a style trunk's statistics are followed by their mean over the image's crops.
+FEATURES_FORMAT = 3
 
 
 def _to_input(u8: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -72,13 +73,16 @@ def _save(path: Path, array: np.ndarray) -> None:
             np.save(f, array)
 
 
-def cached_features(run: Path, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The run's stored features when both files exist and hold `n` images."""
+def cached_features(run: Path, n: int, widths: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's stored features when both files exist and hold `n` images (of `widths` (content, style) columns,
+    when given: a cache an older format wrote does not fit today's trunk)."""
     paths = run / CONTENT_NPY, run / STYLE_NPY
     if not all(p.is_file() for p in paths):
         return None
     content, style = (np.load(p, mmap_mode="r") for p in paths)
     if content.shape[:2] != (VIEWS, n) or style.shape[:2] != (VIEWS, n):
+        return None
+    if widths is not None and (content.shape[2], style.shape[2]) != widths:
         return None
     return np.asarray(content), np.asarray(style)
 
@@ -87,7 +91,7 @@ def run_features(run: Path, trunk: torch.nn.Module, images: np.ndarray, device: 
                  amp_dtype: torch.dtype | None, progress: Callable[[int, int], None] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The run's features: read from the run folder, or computed and stored there."""
-    found = cached_features(run, len(images))
+    found = cached_features(run, len(images), (trunk.content_dim, trunk.style_dim))
     if found is not None:
         return found
     content, style = compute_features(trunk, images, device, amp_dtype, progress=progress)

@@ -29,6 +29,7 @@ from torch import Tensor
 from i2icurate.data.augment import resize_square, signed_from_u8
 from i2icurate.engines.features import neighbours
 from i2icurate.models.backbones.rendering import edge_map
+from i2icurate.models.tunit.style_guiding import CROP_FIT_IMAGES, crop_moments
 
 FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axes are fitted on, at most
 # inverse L2 strength of the labelled start (bench/RESULTS.md, session 18: 10 to 10^4 within a point of each other on
@@ -248,7 +249,16 @@ class HeadPhase:
             rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(n, FIT_SAMPLE, replace=False))
         first = (torch.from_numpy(np.asarray(self.content[0][rows], dtype=np.float32)),
                  torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
-        self.E.fit_descriptor(*(t.to(self.device) for t in first))
+        extra = {}
+        if hasattr(self.E.trunk, "crop_statistics"):  # a style descriptor also fits on the crops' statistics
+            if self.images is None:
+                raise ValueError("the style descriptor's fit reads the decoded images: give HeadPhase `images`")
+            crop_rows = np.arange(len(self.images))
+            if len(crop_rows) > CROP_FIT_IMAGES:
+                crop_rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(len(crop_rows), CROP_FIT_IMAGES,
+                                                                                   replace=False))
+            extra["crop_moments"] = crop_moments(self.E.trunk, self.images[crop_rows], self.device)
+        self.E.fit_descriptor(*(t.to(self.device) for t in first), **extra)
 
     @torch.no_grad()
     def descriptors(self, view: int) -> Tensor:

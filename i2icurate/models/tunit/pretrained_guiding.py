@@ -29,12 +29,17 @@ def _l2(x: Tensor) -> Tensor:
 def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, the first `dim` principal axes as columns, their variances) of the rows of float64 `x`."""
     mean = x.mean(0)
-    # from the covariance (columns x columns, whatever the number of rows); signs fixed so that each axis's largest
-    # entry is positive, which makes two fits on the same rows identical
-    values, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))
+    # from the covariance (columns x columns, whatever the number of rows)
+    return mean, *covariance_axes(np.cov(x - mean, rowvar=False), dim)
+
+
+def covariance_axes(cov: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the first `dim` eigenvectors of a float64 covariance matrix as columns, their eigenvalues), largest first."""
+    values, vectors = np.linalg.eigh(cov)
     axes = vectors[:, ::-1][:, :dim]
+    # signs fixed so that each axis's largest entry is positive, which makes two fits on the same rows identical
     axes = axes * np.sign(axes[np.abs(axes).argmax(0), np.arange(axes.shape[1])])
-    return mean, np.ascontiguousarray(axes), values[::-1][:dim].copy()
+    return np.ascontiguousarray(axes), values[::-1][:dim].copy()
 
 
 class PretrainedGuidingNetwork(nn.Module):
@@ -46,7 +51,8 @@ class PretrainedGuidingNetwork(nn.Module):
         self.k, self.style_dim, self.style_weight = k, style_dim, style_weight
         self.trunk = backbone
         dims = (backbone.content_dim, backbone.style_dim)
-        self.feat_dim = pca_dim
+        self.pca_dim = pca_dim
+        self.feat_dim = self.descriptor_width(pca_dim)
         # set from the folder's features by `fit_descriptor`: standardisation of each part, then the PCA
         for name, dim in zip(("content", "style"), dims, strict=True):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
@@ -54,8 +60,12 @@ class PretrainedGuidingNetwork(nn.Module):
         self.register_buffer("proj_mean", torch.zeros(sum(dims)))
         self.register_buffer("proj", torch.eye(sum(dims), pca_dim))
         self.register_buffer("best", torch.zeros((), dtype=torch.long))
-        self.heads = nn.ModuleList(nn.Linear(pca_dim, k) for _ in range(n_heads))
-        self.cont = nn.Sequential(nn.Linear(pca_dim, hidden), nn.ReLU(), nn.Linear(hidden, style_dim))
+        self.heads = nn.ModuleList(nn.Linear(self.feat_dim, k) for _ in range(n_heads))
+        self.cont = nn.Sequential(nn.Linear(self.feat_dim, hidden), nn.ReLU(), nn.Linear(hidden, style_dim))
+
+    def descriptor_width(self, pca_dim: int) -> int:
+        """Columns of the descriptor the heads read, given `--pca-dim`."""
+        return pca_dim
 
     @torch.no_grad()
     def fit_descriptor(self, content: Tensor, style: Tensor) -> None:
@@ -71,7 +81,7 @@ class PretrainedGuidingNetwork(nn.Module):
             z = (x - mean) / std
             parts.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8))
         joined = np.concatenate([parts[0], parts[1] * self.style_weight], axis=1)
-        mean, axes, _ = principal_axes(joined, self.feat_dim)
+        mean, axes, _ = principal_axes(joined, self.pca_dim)
         self.proj_mean.copy_(torch.from_numpy(mean))
         self.proj.copy_(torch.from_numpy(axes))
 

@@ -6,7 +6,14 @@ descriptor, fitted to the folder:
 2. the per-stage block and the Gram block each L2-normalised map by map (every map counts alike), then whitened on
    its first `WHITEN_DIM` principal axes (so that neither the many Gram columns nor one loud stage dominates);
 3. those two whitened blocks beside the standardised rendering statistics, projected on the first `pca_dim`
-   principal axes and L2-normalised.
+   principal axes and L2-normalised;
+4. beside it, what the image's crops agree on (`CROP_DIM` columns, L2-normalised and weighted by `CROP_WEIGHT`; the
+   whole scaled back to unit length): the same statistics of single crops (`StyleTrunk.crop_statistics`, over up to
+   `CROP_FIT_IMAGES` of the folder's images) standardised and whitened on their first `CROP_WHITEN_DIM` principal
+   axes; there, the principal axes of the images' crop means are the directions along which images differ most
+   against how much the crops of one image differ (linear discriminant analysis with every image a class). A glyph's
+   crops show different strokes of one typeface, a photo's crops different things in one rendering: what they share
+   is mostly the style.
 The pooled content features are not read. Measured on the style-domain sets of bench/style_sets.py, these features
 separate typefaces, renderings and colour from line-art where the content descriptor groups by letter, scene or
 emoji (bench/RESULTS.md, "Style domains"); on content sets they do worse, hence a choice rather than a default.
@@ -18,11 +25,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from i2icurate.data.augment import signed_from_u8
 from i2icurate.models.backbones import Backbone
 from i2icurate.models.backbones.style_trunk import StyleTrunk
-from i2icurate.models.tunit.pretrained_guiding import PretrainedGuidingNetwork, _l2, principal_axes
+from i2icurate.models.tunit.pretrained_guiding import (
+    PretrainedGuidingNetwork,
+    _l2,
+    covariance_axes,
+    principal_axes,
+)
 
 WHITEN_DIM = 32
+CROP_WHITEN_DIM = 128  # principal axes of the crops' statistics kept before the discriminant analysis
+CROP_DIM = 16  # discriminant axes in the descriptor
+# length of the crop part against the image part's 1: 0.3 lifts four typefaces 0.68 -> 0.80 on two seeds and keeps
+# the photo renderings within 2 points; at 0.5-0.7 the typefaces reach 0.87-0.89, but the photo renderings fell to
+# 0.65-0.76 on one seed of two (bench/RESULTS.md, session 26)
+CROP_WEIGHT = 0.3
+# images whose crops the whitening is fitted on, at most (8 crops each; 512 of the 1,440 photo renderings left their
+# run at 0.769 against 0.893 with all of them, bench/RESULTS.md, session 26)
+CROP_FIT_IMAGES = 4096
 
 
 def _blockwise_l2(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
@@ -39,6 +61,7 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
                  style_weight: float = 1.0, hidden: int = 256) -> None:
         trunk = StyleTrunk(backbone)
         super().__init__(trunk, k, style_dim, n_heads, pca_dim, style_weight, hidden)
+        self.statistics_dim = trunk.statistics_dim
         self.blocks = {"stage": trunk.stage_sizes, "gram": trunk.gram_sizes}
         for name, sizes in self.blocks.items():
             self.register_buffer(f"{name}_mean", torch.zeros(sum(sizes)))
@@ -46,19 +69,34 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         joined = 2 * WHITEN_DIM + trunk.rendering_width
         self.register_buffer("proj_mean", torch.zeros(joined))
         self.register_buffer("proj", torch.eye(joined, pca_dim))
+        # the crop part: standardisation of one crop's statistics, then whitening and discriminant axes in one matrix
+        self.register_buffer("crop_mean", torch.zeros(trunk.statistics_dim))
+        self.register_buffer("crop_std", torch.ones(trunk.statistics_dim))
+        self.register_buffer("crop_axes", torch.zeros(trunk.statistics_dim, CROP_DIM))
+        self.register_buffer("crop_offset", torch.zeros(CROP_DIM))
+
+    def descriptor_width(self, pca_dim: int) -> int:
+        """`pca_dim` columns of the image's statistics and CROP_DIM of what its crops agree on."""
+        return pca_dim + CROP_DIM
 
     def _split(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(per-stage, Gram, rendering) columns of standardised style statistics."""
         stage, gram = (sum(sizes) for sizes in self.blocks.values())
-        return z[:, :stage], z[:, stage : stage + gram], z[:, stage + gram :]
+        return z[:, :stage], z[:, stage : stage + gram], z[:, stage + gram : self.statistics_dim]
 
     @torch.no_grad()
-    def fit_descriptor(self, content: Tensor, style: Tensor) -> None:
-        """Fit the standardisation, the two whitenings and the PCA to the folder's raw trunk outputs."""
-        x = style.double().cpu().numpy()  # float64 and numpy, as the content descriptor's fit (reproducible)
+    def fit_descriptor(self, content: Tensor, style: Tensor,
+                       crop_moments: tuple[Tensor, Tensor] | None = None) -> None:
+        """Fit the standardisation, the two whitenings and the PCA to the folder's raw trunk outputs (N x style_dim),
+        and the crop part to `crop_moments`, the (mean, covariance) of single crops' `StyleTrunk.crop_statistics`
+        over (a sample of) its images (`crop_moments`)."""
+        if crop_moments is None:
+            raise ValueError("a style descriptor is fitted with the moments of its folder's crop statistics")
+        self._fit_crops(crop_moments, style[:, self.statistics_dim :].double().cpu().numpy())
+        x = style[:, : self.statistics_dim].double().cpu().numpy()  # float64 and numpy, as the content fit
         mean, std = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)
-        self.style_mean.copy_(torch.from_numpy(mean))
-        self.style_std.copy_(torch.from_numpy(std))
+        self.style_mean.zero_()[: self.statistics_dim] = torch.from_numpy(mean)
+        self.style_std.fill_(1.0)[: self.statistics_dim] = torch.from_numpy(std)
         z = torch.from_numpy((x - mean) / std)
         *trunk_parts, rendering = self._split(z)
         whitened = []
@@ -73,9 +111,30 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
             getattr(self, f"{name}_axes").copy_(torch.from_numpy(filled))
             whitened.append((block - centre) @ filled)
         joined = np.concatenate([*whitened, rendering.numpy()], axis=1)
-        centre, axes, _ = principal_axes(joined, self.feat_dim)
+        centre, axes, _ = principal_axes(joined, self.pca_dim)
         self.proj_mean.copy_(torch.from_numpy(centre))
         self.proj.zero_()[:, : axes.shape[1]] = torch.from_numpy(axes)  # a --pca-dim above the columns: zeros
+
+    def _fit_crops(self, crop_moments: tuple[Tensor, Tensor], crop_means: np.ndarray) -> None:
+        """The crop part from the (mean (D,), covariance (D, D)) of single crops' statistics and the folder's crop
+        means (N, D), float64."""
+        mean, cov = (t.double().cpu().numpy() for t in crop_moments)
+        std = np.maximum(np.sqrt(np.clip(np.diag(cov), 0, None)), 1e-6)
+        axes, variances = covariance_axes(cov / np.outer(std, std), CROP_WHITEN_DIM)
+        # whitened on the crops' spread, so that the crop means' principal axes are the discriminant ones; axes a
+        # small folder does not span are dropped rather than blown up
+        scale = np.where(variances > 1e-9 * max(variances.max(), 1e-30), 1 / np.sqrt(np.abs(variances)), 0.0)
+        whiten = axes * scale
+        between_centre, between_axes, _ = principal_axes(((crop_means - mean) / std) @ whiten, CROP_DIM)
+        combined = np.zeros((len(mean), CROP_DIM))
+        combined[:, : between_axes.shape[1]] = whiten @ between_axes
+        self.crop_mean.copy_(torch.from_numpy(mean))
+        self.crop_std.copy_(torch.from_numpy(std))
+        self.crop_axes.copy_(torch.from_numpy(combined))
+        # ((z @ whiten) - between_centre) @ between_axes = z @ combined - offset
+        offset = np.zeros(CROP_DIM)
+        offset[: between_axes.shape[1]] = between_centre @ between_axes
+        self.crop_offset.copy_(torch.from_numpy(offset))
 
     def describe(self, content: Tensor, style: Tensor) -> Tensor:
         """The descriptor the heads read (B x feat_dim, unit length); `content` is not used."""
@@ -83,4 +142,30 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         *trunk_parts, rendering = self._split(z)
         whitened = [(_blockwise_l2(part, sizes) - getattr(self, f"{name}_mean")) @ getattr(self, f"{name}_axes")
                     for (name, sizes), part in zip(self.blocks.items(), trunk_parts, strict=True)]
-        return _l2((torch.cat([*whitened, rendering], 1) - self.proj_mean) @ self.proj)
+        image = _l2((torch.cat([*whitened, rendering], 1) - self.proj_mean) @ self.proj)
+        crops = (style[:, self.statistics_dim :].float() - self.crop_mean) / self.crop_std
+        agreed = _l2(crops @ self.crop_axes - self.crop_offset)
+        return torch.cat([image, agreed * CROP_WEIGHT], 1) / (1 + CROP_WEIGHT**2) ** 0.5
+
+
+@torch.no_grad()
+def crop_moments(trunk: StyleTrunk, images: np.ndarray, device: torch.device,
+                 batch: int = 128) -> tuple[Tensor, Tensor]:
+    """(mean (D,), covariance (D, D)) float64 of `trunk.crop_statistics` over every crop of (N, S, S, 3) uint8
+    `images`, accumulated batch by batch (memory does not grow with N)."""
+    trunk.to(device).eval()
+    shift = total = square = None
+    count = 0
+    for start in range(0, len(images), batch):
+        x = signed_from_u8(images[start : start + batch], device).contiguous(memory_format=torch.channels_last)
+        rows = trunk.crop_statistics(x).flatten(0, 1).double().cpu()
+        if shift is None:  # sums about a first estimate of the mean, which keeps float64 sums of squares exact enough
+            shift = rows.mean(0)
+            total, square = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
+        rows = rows - shift
+        total += rows.sum(0)
+        square += rows.T @ rows
+        count += len(rows)
+    mean = total / count
+    cov = (square - count * torch.outer(mean, mean)) / max(count - 1, 1)
+    return shift + mean, cov
