@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-from i2icurate.config import CONTENT, run_domains
+from i2icurate.config import CONTENT, DISCOVER, run_domains
 from i2icurate.data.augment import positive_pair, random_flip, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
@@ -97,7 +97,8 @@ def build_guiding(cfg: dict[str, Any]) -> nn.Module:
         return GuidingNetwork(cfg["k"], cfg["style_dim"], cfg["e_width"])
     trunk = load_backbone(cfg["backbone"], cfg["backbone_size"])
     network = GUIDING_BY_DOMAINS[run_domains(cfg)]
-    return network(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"], cfg["style_weight"])
+    options = {name: cfg.get(name, DISCOVER[name].default) for name in network.OPTIONS}
+    return network(trunk, cfg["k"], cfg["style_dim"], cfg["heads"], cfg["pca_dim"], cfg["style_weight"], **options)
 
 
 def build_networks(cfg: dict[str, Any]) -> dict[str, nn.Module]:

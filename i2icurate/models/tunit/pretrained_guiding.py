@@ -45,6 +45,8 @@ def covariance_axes(cov: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
 class PretrainedGuidingNetwork(nn.Module):
     """Guiding network on a frozen `Backbone`: `forward(x)` gives (logits of the chosen head, style code)."""
 
+    OPTIONS: tuple[str, ...] = ()  # discover options a subclass also takes, by name (keyword arguments)
+
     def __init__(self, backbone: Backbone | nn.Module, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
                  style_weight: float = 1.0, hidden: int = 256) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ descriptor, fitted to the folder:
    its first `WHITEN_DIM` principal axes (so that neither the many Gram columns nor one loud stage dominates);
 3. those two whitened blocks beside the standardised rendering statistics, projected on the first `pca_dim`
    principal axes and L2-normalised;
-4. beside it, what the image's crops agree on (`CROP_DIM` columns, L2-normalised and weighted by `CROP_WEIGHT`; the
+4. beside it, what the image's crops agree on (`CROP_DIM` columns, L2-normalised and weighted by `crop_weight`; the
    whole scaled back to unit length): the same statistics of single crops (`StyleTrunk.crop_statistics`, over up to
    `CROP_FIT_IMAGES` of the folder's images) standardised and whitened on their first `CROP_WHITEN_DIM` principal
    axes; there, the principal axes of the images' crop means are the directions along which images differ most
@@ -38,10 +38,6 @@ from i2icurate.models.tunit.pretrained_guiding import (
 WHITEN_DIM = 32
 CROP_WHITEN_DIM = 128  # principal axes of the crops' statistics kept before the discriminant analysis
 CROP_DIM = 16  # discriminant axes in the descriptor
-# length of the crop part against the image part's 1: 0.3 lifts four typefaces 0.68 -> 0.80 on two seeds and keeps
-# the photo renderings within 2 points; at 0.5-0.7 the typefaces reach 0.87-0.89, but the photo renderings fell to
-# 0.65-0.76 on one seed of two (bench/RESULTS.md, session 26)
-CROP_WEIGHT = 0.3
 # images whose crops the whitening is fitted on, at most (8 crops each; 512 of the 1,440 photo renderings left their
 # run at 0.769 against 0.893 with all of them, bench/RESULTS.md, session 26)
 CROP_FIT_IMAGES = 4096
@@ -57,10 +53,13 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
     """Guiding network on a `StyleTrunk` around a frozen `Backbone`; same interface as `PretrainedGuidingNetwork`
     (`style_weight`, the content descriptor's balance of its two parts, is kept in the signature and not read)."""
 
+    OPTIONS = ("crop_weight",)
+
     def __init__(self, backbone: Backbone, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
-                 style_weight: float = 1.0, hidden: int = 256) -> None:
+                 style_weight: float = 1.0, hidden: int = 256, *, crop_weight: float) -> None:
         trunk = StyleTrunk(backbone)
         super().__init__(trunk, k, style_dim, n_heads, pca_dim, style_weight, hidden)
+        self.crop_weight = crop_weight
         self.statistics_dim = trunk.statistics_dim
         self.blocks = {"stage": trunk.stage_sizes, "gram": trunk.gram_sizes}
         for name, sizes in self.blocks.items():
@@ -145,7 +144,7 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         image = _l2((torch.cat([*whitened, rendering], 1) - self.proj_mean) @ self.proj)
         crops = (style[:, self.statistics_dim :].float() - self.crop_mean) / self.crop_std
         agreed = _l2(crops @ self.crop_axes - self.crop_offset)
-        return torch.cat([image, agreed * CROP_WEIGHT], 1) / (1 + CROP_WEIGHT**2) ** 0.5
+        return torch.cat([image, agreed * self.crop_weight], 1) / (1 + self.crop_weight**2) ** 0.5
 
 
 @torch.no_grad()
