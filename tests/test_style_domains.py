@@ -17,7 +17,7 @@ from i2icurate.commands.discover import discover
 from i2icurate.config import domain_defaults
 from i2icurate.data.cache import load_cache
 from i2icurate.engines.checkpoint import load_checkpoint
-from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features
+from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features, crop_moments
 from i2icurate.engines.heads import (
     CONTENT_GROUPS,
     MOMENT_SPREAD,
@@ -33,7 +33,7 @@ from i2icurate.engines.heads import (
 from i2icurate.engines.tunit import build_guiding
 from i2icurate.models.backbones import load_backbone
 from i2icurate.models.backbones.style_trunk import StyleTrunk, crop_boxes
-from i2icurate.models.tunit.style_guiding import CROP_DIM, StyleGuidingNetwork, crop_moments
+from i2icurate.models.tunit.style_guiding import CROP_DIM, StyleGuidingNetwork
 from i2icurate.runs import read_csv
 from tests.conftest import load_bench
 from tests.test_discover_cli import run_cli

@@ -67,6 +67,29 @@ def compute_features(
     return content, style
 
 
+@torch.no_grad()
+def crop_moments(trunk: torch.nn.Module, images: np.ndarray, device: torch.device,
+                 batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (D,), covariance (D, D)) float64 of `trunk.crop_statistics` over every crop of (N, S, S, 3) uint8
+    `images`, accumulated batch by batch (memory does not grow with N)."""
+    trunk.to(device).eval()
+    shift = total = square = None
+    count = 0
+    for start in range(0, len(images), batch):
+        x = _to_input(images[start : start + batch], device, channels_last=True)
+        rows = trunk.crop_statistics(x).flatten(0, 1).double().cpu()
+        if shift is None:  # sums about a first estimate of the mean, which keeps float64 sums of squares exact enough
+            shift = rows.mean(0)
+            total, square = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
+        rows = rows - shift
+        total += rows.sum(0)
+        square += rows.T @ rows
+        count += len(rows)
+    mean = total / count
+    cov = (square - count * torch.outer(mean, mean)) / max(count - 1, 1)
+    return shift + mean, cov
+
+
 def _save(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from i2icurate.data.augment import resize_square, signed_from_u8
-from i2icurate.engines.features import neighbours
+from i2icurate.engines.features import crop_moments, neighbours
+from i2icurate.metrics.k_choice import sample_rows
 from i2icurate.models.backbones.rendering import edge_map
-from i2icurate.models.tunit.style_guiding import CROP_FIT_IMAGES, crop_moments
+from i2icurate.models.tunit.style_guiding import CROP_FIT_IMAGES
 
 FIT_SAMPLE = 50_000  # images the descriptor's standardisation and principal axes are fitted on, at most
 # inverse L2 strength of the labelled start (bench/RESULTS.md, session 18: 10 to 10^4 within a point of each other on
@@ -70,9 +71,7 @@ def content_groups(content: np.ndarray, n_groups: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     x = np.asarray(content, dtype=np.float64)  # float64: a reproducible fit, as the descriptor's
-    rows = np.arange(len(x))
-    if len(x) > FIT_SAMPLE:
-        rows = np.sort(np.random.default_rng(seed).choice(len(x), FIT_SAMPLE, replace=False))
+    rows = sample_rows(len(x), seed, FIT_SAMPLE)
     mean, std = x[rows].mean(0), x[rows].std(0) + 1e-6
     pca = PCA(min(64, len(rows), x.shape[1]), random_state=seed).fit((x[rows] - mean) / std)
     z = pca.transform((x - mean) / std)
@@ -243,20 +242,15 @@ class HeadPhase:
     @torch.no_grad()
     def fit_descriptor(self) -> None:
         """Fit E's descriptor (standardisation and principal axes) to the first view of this folder's features."""
-        n = self.content.shape[1]
-        rows = np.arange(n)
-        if n > FIT_SAMPLE:  # the statistics and axes settle long before a million images (and float64 would not fit)
-            rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(n, FIT_SAMPLE, replace=False))
+        # the statistics and axes settle long before a million images (and float64 would not fit)
+        rows = sample_rows(self.content.shape[1], self.cfg["seed"], FIT_SAMPLE)
         first = (torch.from_numpy(np.asarray(self.content[0][rows], dtype=np.float32)),
                  torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
         extra = {}
         if hasattr(self.E.trunk, "crop_statistics"):  # a style descriptor also fits on the crops' statistics
             if self.images is None:
                 raise ValueError("the style descriptor's fit reads the decoded images: give HeadPhase `images`")
-            crop_rows = np.arange(len(self.images))
-            if len(crop_rows) > CROP_FIT_IMAGES:
-                crop_rows = np.sort(np.random.default_rng(self.cfg["seed"]).choice(len(crop_rows), CROP_FIT_IMAGES,
-                                                                                   replace=False))
+            crop_rows = sample_rows(len(self.images), self.cfg["seed"], CROP_FIT_IMAGES)
             extra["crop_moments"] = crop_moments(self.E.trunk, self.images[crop_rows], self.device)
         self.E.fit_descriptor(*(t.to(self.device) for t in first), **extra)
 

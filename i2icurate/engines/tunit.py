@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-from i2icurate.config import CONTENT, DISCOVER, run_domains
+from i2icurate.config import CONTENT, DISCOVER, STYLE, run_domains
 from i2icurate.data.augment import positive_pair, random_flip, to_signed, to_unit
 from i2icurate.data.sampler import BatchSource, EpochSampler, MixedSampler
 from i2icurate.engines.checkpoint import rng_state, set_rng_state
@@ -82,7 +82,7 @@ def speed_settings(cfg: dict[str, Any], device: torch.device) -> SpeedSettings:
 # --domains: what the class heads of a pretrained trunk read (models/tunit/pretrained_guiding.py, style_guiding.py)
 GUIDING_BY_DOMAINS: dict[str, type[PretrainedGuidingNetwork]] = {
     CONTENT: PretrainedGuidingNetwork,
-    "style": StyleGuidingNetwork,
+    STYLE: StyleGuidingNetwork,
 }
 
 

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from i2icurate.data.augment import signed_from_u8
 from i2icurate.models.backbones import Backbone
 from i2icurate.models.backbones.style_trunk import StyleTrunk
 from i2icurate.models.tunit.pretrained_guiding import (
@@ -41,6 +40,12 @@ CROP_DIM = 16  # discriminant axes in the descriptor
 # images whose crops the whitening is fitted on, at most (8 crops each; 512 of the 1,440 photo renderings left their
 # run at 0.769 against 0.893 with all of them, bench/RESULTS.md, session 26)
 CROP_FIT_IMAGES = 4096
+
+
+def _whitening_scale(variances: np.ndarray) -> np.ndarray:
+    """1 / sqrt(variance) of each principal axis; 0 for axes a small folder does not span (no variance), which are
+    dropped rather than blown up."""
+    return np.where(variances > 1e-9 * max(variances.max(), 1e-30), 1 / np.sqrt(np.abs(variances)), 0.0)
 
 
 def _blockwise_l2(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
@@ -88,7 +93,7 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
                        crop_moments: tuple[Tensor, Tensor] | None = None) -> None:
         """Fit the standardisation, the two whitenings and the PCA to the folder's raw trunk outputs (N x style_dim),
         and the crop part to `crop_moments`, the (mean, covariance) of single crops' `StyleTrunk.crop_statistics`
-        over (a sample of) its images (`crop_moments`)."""
+        over (a sample of) its images (`engines.features.crop_moments`)."""
         if crop_moments is None:
             raise ValueError("a style descriptor is fitted with the moments of its folder's crop statistics")
         self._fit_crops(crop_moments, style[:, self.statistics_dim :].double().cpu().numpy())
@@ -102,8 +107,7 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         for (name, sizes), part in zip(self.blocks.items(), trunk_parts, strict=True):
             block = _blockwise_l2(part, sizes).numpy()
             centre, axes, variances = principal_axes(block, WHITEN_DIM)
-            # axes a small folder does not span (no variance) are dropped rather than blown up
-            scale = np.where(variances > 1e-9 * max(variances.max(), 1e-30), 1 / np.sqrt(np.abs(variances)), 0.0)
+            scale = _whitening_scale(variances)
             filled = np.zeros((block.shape[1], WHITEN_DIM))
             filled[:, : axes.shape[1]] = axes * scale
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(centre))
@@ -120,9 +124,8 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         mean, cov = (t.double().cpu().numpy() for t in crop_moments)
         std = np.maximum(np.sqrt(np.clip(np.diag(cov), 0, None)), 1e-6)
         axes, variances = covariance_axes(cov / np.outer(std, std), CROP_WHITEN_DIM)
-        # whitened on the crops' spread, so that the crop means' principal axes are the discriminant ones; axes a
-        # small folder does not span are dropped rather than blown up
-        scale = np.where(variances > 1e-9 * max(variances.max(), 1e-30), 1 / np.sqrt(np.abs(variances)), 0.0)
+        # whitened on the crops' spread, so that the crop means' principal axes are the discriminant ones
+        scale = _whitening_scale(variances)
         whiten = axes * scale
         between_centre, between_axes, _ = principal_axes(((crop_means - mean) / std) @ whiten, CROP_DIM)
         combined = np.zeros((len(mean), CROP_DIM))
@@ -145,26 +148,3 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         crops = (style[:, self.statistics_dim :].float() - self.crop_mean) / self.crop_std
         agreed = _l2(crops @ self.crop_axes - self.crop_offset)
         return torch.cat([image, agreed * self.crop_weight], 1) / (1 + self.crop_weight**2) ** 0.5
-
-
-@torch.no_grad()
-def crop_moments(trunk: StyleTrunk, images: np.ndarray, device: torch.device,
-                 batch: int = 128) -> tuple[Tensor, Tensor]:
-    """(mean (D,), covariance (D, D)) float64 of `trunk.crop_statistics` over every crop of (N, S, S, 3) uint8
-    `images`, accumulated batch by batch (memory does not grow with N)."""
-    trunk.to(device).eval()
-    shift = total = square = None
-    count = 0
-    for start in range(0, len(images), batch):
-        x = signed_from_u8(images[start : start + batch], device).contiguous(memory_format=torch.channels_last)
-        rows = trunk.crop_statistics(x).flatten(0, 1).double().cpu()
-        if shift is None:  # sums about a first estimate of the mean, which keeps float64 sums of squares exact enough
-            shift = rows.mean(0)
-            total, square = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
-        rows = rows - shift
-        total += rows.sum(0)
-        square += rows.T @ rows
-        count += len(rows)
-    mean = total / count
-    cov = (square - count * torch.outer(mean, mean)) / max(count - 1, 1)
-    return shift + mean, cov
