@@ -17,7 +17,14 @@ from i2icurate.commands.discover import discover
 from i2icurate.config import domain_defaults
 from i2icurate.data.cache import load_cache
 from i2icurate.engines.checkpoint import load_checkpoint
-from i2icurate.engines.features import CONTENT_NPY, STYLE_NPY, cached_features, crop_moments
+from i2icurate.engines.features import (
+    CONTENT_NPY,
+    CROP_MOMENTS_NPZ,
+    STYLE_NPY,
+    cached_crop_moments,
+    cached_features,
+    crop_moments,
+)
 from i2icurate.engines.heads import (
     CONTENT_GROUPS,
     MOMENT_SPREAD,
@@ -314,6 +321,27 @@ def test_crop_moments_are_the_mean_and_covariance_of_every_single_crop(typefaces
     expected = np.cov(rows, rowvar=False)
     np.testing.assert_allclose(mean.numpy(), rows.mean(0), rtol=1e-4, atol=1e-6 * np.abs(rows).max())
     np.testing.assert_allclose(cov.numpy(), expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_the_feature_pass_stores_the_crop_moments_the_descriptor_is_fitted_on(runs, monkeypatch):
+    run = runs["style"]
+    cfg = json.loads((run / "config.json").read_text())
+    images = load_cache(run / "cache", cfg["img_size"])
+    stored = cached_crop_moments(run, len(images))
+    assert stored is not None and cached_crop_moments(run, len(images) + 1) is None
+    guiding = build_guiding(cfg)
+    mean, cov = crop_moments(guiding.trunk, images, torch.device("cpu"))  # a second pass over every crop
+    np.testing.assert_allclose(stored[0].numpy(), mean.numpy(), rtol=1e-4, atol=1e-6 * mean.abs().max().item())
+    np.testing.assert_allclose(stored[1].numpy(), cov.numpy(), rtol=1e-3, atol=1e-5 * cov.abs().max().item())
+    # the fit reads the stored moments and passes no crop through the trunk again; it is the run's own fit
+    monkeypatch.setattr("i2icurate.engines.heads.crop_moments", lambda *a, **k: pytest.fail("crops read again"))
+    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, torch.device("cpu"), images=images,
+                      crop_moments=stored)
+    phase.fit_descriptor()
+    saved = load_checkpoint(run / "last.pt")["models"]["E"]
+    for name in ("crop_mean", "crop_std", "crop_axes", "crop_offset"):
+        torch.testing.assert_close(getattr(guiding, name), saved[name])
+    assert (run / CROP_MOMENTS_NPZ).stat().st_size > 0
 
 
 def test_what_the_crops_agree_on_tells_the_typeface_better_than_the_whole_glyph(runs):

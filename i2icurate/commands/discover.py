@@ -33,7 +33,15 @@ from i2icurate.data.scan import ScanResult, scan_folder
 from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
 from i2icurate.engines.distributed import init_distributed, run_on_main_and_share, shutdown
-from i2icurate.engines.features import CONTENT_NPY, FEATURES_FORMAT, STYLE_NPY, cached_features, run_features
+from i2icurate.engines.features import (
+    CONTENT_NPY,
+    CROP_MOMENTS_NPZ,
+    FEATURES_FORMAT,
+    STYLE_NPY,
+    cached_crop_moments,
+    cached_features,
+    run_features,
+)
 from i2icurate.engines.heads import HeadPhase
 from i2icurate.engines.loop import train_run
 from i2icurate.engines.tunit import (
@@ -355,7 +363,8 @@ def _auto_k(run: Path, cfg: dict[str, Any], images: np.ndarray, paths: list[str]
     read, and a sweep over --k-range on it; returns the config with the chosen K, also saved in config.json."""
     guiding = build_guiding({**cfg, "k": 2}).to(device)  # the trunk and descriptor only: no head is trained here
     _trunk_features(cfg, guiding.trunk, device, run, images, console)
-    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device, images=images)
+    phase = HeadPhase(guiding, *cached_features(run, len(images)), cfg, device, images=images,
+                      crop_moments=cached_crop_moments(run, len(images)))
     phase.fit_descriptor()  # the same fit a fresh run makes before its heads start (same features, same seed)
     desc = phase.descriptors(0).cpu().numpy()
     return sweep_k(run, cfg, desc, paths, console, device)
@@ -376,9 +385,10 @@ def reuse_parent_features(parent: Path, run: Path, cfg: dict[str, Any]) -> bool:
         return False
     if cached_features(parent, len(theirs)) is None:
         return False
-    for name in (CONTENT_NPY, STYLE_NPY):
-        with atomic_path(run / name) as tmp:
-            shutil.copyfile(parent / name, tmp)
+    for name in (CROP_MOMENTS_NPZ, CONTENT_NPY, STYLE_NPY):  # the features last: they mark the copy as done
+        if (parent / name).is_file():
+            with atomic_path(run / name) as tmp:
+                shutil.copyfile(parent / name, tmp)
     return True
 
 
@@ -436,6 +446,7 @@ def discover(
             run_on_main_and_share(dist, lambda: _trunk_features(cfg, trainer.E.trunk, trainer.device, run, images,
                                                                 console))
             trainer.attach_features(*cached_features(run, len(images)), fresh=fresh, inherited=inherited,
+                                    crop_moments=cached_crop_moments(run, len(images)),
                                     new_cluster=new_cluster if inherited else None)
             phase = trainer.head_phase
             if phase.edge_weights is not None:

@@ -23,6 +23,9 @@ from i2icurate.runs import atomic_path
 
 CONTENT_NPY = "features_content.npy"
 STYLE_NPY = "features_style.npy"
+# a style trunk's crop moments: the mean and covariance of single crops' statistics over every image (first view),
+# which the style descriptor's crop part is fitted on (models/tunit/style_guiding.py)
+CROP_MOMENTS_NPZ = "features_crop_moments.npz"
 VIEWS = 2  # as decoded, mirrored
 # What the cache holds, recorded in each discover run's config as `features_format`. 2: a style trunk keeps its
 # layout (edge-map) features in the content slot. 1 (runs without the key, made before 2026-12-02): the content slot
@@ -44,8 +47,10 @@ def compute_features(
     amp_dtype: torch.dtype | None,
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
+    crops: MomentSum | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(content (VIEWS, N, Dc), style (VIEWS, N, Ds)) float32 of (N, S, S, 3) uint8 images."""
+    """(content (VIEWS, N, Dc), style (VIEWS, N, Ds)) float32 of (N, S, S, 3) uint8 images; `crops`: a style
+    trunk's single-crop statistics of the first view are added to it (the pass computes them anyway)."""
     n = len(images)
     channels_last = True  # the trunk's own format (Backbone.freeze): faster for depthwise convolutions
     trunk.to(device).eval()
@@ -59,7 +64,11 @@ def compute_features(
             # since what a picture shows does not change when it is mirrored
             layout = trunk.layout(x) if hasattr(trunk, "layout") else None
             for view, batch in enumerate((x, x.flip(-1))):
-                c, s = trunk(batch)
+                if crops is not None and view == 0:
+                    c, s, per_crop = trunk.with_crops(batch)
+                    crops.add(per_crop.flatten(0, 1))
+                else:
+                    c, s = trunk(batch)
                 content[view, start:stop] = (c if layout is None else layout).float().cpu().numpy()
                 style[view, start:stop] = s.float().cpu().numpy()
         if progress is not None:
@@ -67,27 +76,44 @@ def compute_features(
     return content, style
 
 
+class MomentSum:
+    """Streamed float64 mean and covariance of rows added batch by batch (memory does not grow with their number)."""
+
+    def __init__(self) -> None:
+        self.shift: torch.Tensor | None = None
+        self.total = self.square = None
+        self.count = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Add the (B, D) rows."""
+        rows = rows.double().cpu()
+        if self.shift is None:  # sums about a first estimate of the mean keep float64 sums of squares exact enough
+            self.shift = rows.mean(0)
+            self.total = torch.zeros_like(self.shift)
+            self.square = torch.zeros(len(self.shift), len(self.shift), dtype=torch.float64)
+        rows = rows - self.shift
+        self.total += rows.sum(0)
+        self.square += rows.T @ rows
+        self.count += len(rows)
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (D,), covariance (D, D)) float64 of the rows added."""
+        mean = self.total / self.count
+        cov = (self.square - self.count * torch.outer(mean, mean)) / max(self.count - 1, 1)
+        return self.shift + mean, cov
+
+
 @torch.no_grad()
 def crop_moments(trunk: torch.nn.Module, images: np.ndarray, device: torch.device,
                  batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (D,), covariance (D, D)) float64 of `trunk.crop_statistics` over every crop of (N, S, S, 3) uint8
-    `images`, accumulated batch by batch (memory does not grow with N)."""
+    `images` (`MomentSum`)."""
     trunk.to(device).eval()
-    shift = total = square = None
-    count = 0
+    found = MomentSum()
     for start in range(0, len(images), batch):
         x = _to_input(images[start : start + batch], device, channels_last=True)
-        rows = trunk.crop_statistics(x).flatten(0, 1).double().cpu()
-        if shift is None:  # sums about a first estimate of the mean, which keeps float64 sums of squares exact enough
-            shift = rows.mean(0)
-            total, square = torch.zeros_like(shift), torch.zeros(len(shift), len(shift), dtype=torch.float64)
-        rows = rows - shift
-        total += rows.sum(0)
-        square += rows.T @ rows
-        count += len(rows)
-    mean = total / count
-    cov = (square - count * torch.outer(mean, mean)) / max(count - 1, 1)
-    return shift + mean, cov
+        found.add(trunk.crop_statistics(x).flatten(0, 1))
+    return found.moments()
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -113,14 +139,35 @@ def cached_features(run: Path, n: int, widths: tuple[int, int] | None = None) ->
 def run_features(run: Path, trunk: torch.nn.Module, images: np.ndarray, device: torch.device,
                  amp_dtype: torch.dtype | None, progress: Callable[[int, int], None] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The run's features: read from the run folder, or computed and stored there."""
+    """The run's features: read from the run folder, or computed and stored there (with a style trunk's crop
+    moments, `cached_crop_moments`)."""
     found = cached_features(run, len(images), (trunk.content_dim, trunk.style_dim))
     if found is not None:
         return found
-    content, style = compute_features(trunk, images, device, amp_dtype, progress=progress)
+    crops = MomentSum() if hasattr(trunk, "with_crops") else None
+    content, style = compute_features(trunk, images, device, amp_dtype, progress=progress, crops=crops)
+    if crops is not None:  # before the features, whose presence marks the pass as done
+        mean, cov = crops.moments()
+        with atomic_path(run / CROP_MOMENTS_NPZ) as tmp:
+            with open(tmp, "wb") as f:
+                # float32 covariance: half the file (49 MB with the default trunk), and a relative error of 1e-7
+                # is far below what whitening on its first 128 principal axes resolves
+                np.savez(f, mean=mean.numpy(), cov=cov.float().numpy(), images=len(images))
     _save(run / CONTENT_NPY, content)
     _save(run / STYLE_NPY, style)
     return content, style
+
+
+def cached_crop_moments(run: Path, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (mean, covariance) of a style trunk's single-crop statistics stored beside the run's features, when they
+    were accumulated over its `n` images."""
+    path = run / CROP_MOMENTS_NPZ
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        if int(stored["images"]) != n:
+            return None
+        return torch.from_numpy(stored["mean"]), torch.from_numpy(stored["cov"]).double()
 
 
 def neighbours(desc: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:

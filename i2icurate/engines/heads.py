@@ -186,12 +186,15 @@ class HeadPhase:
 
     def __init__(self, guiding: torch.nn.Module, content: np.ndarray | None, style: np.ndarray | None,
                  cfg: dict[str, Any], device: torch.device, chunk: int = 8192, keep: Tensor | None = None,
-                 images: np.ndarray | None = None) -> None:
+                 images: np.ndarray | None = None, crop_moments: tuple[Tensor, Tensor] | None = None) -> None:
         """`keep`: optional (N,) bool, False for images a reviewer excluded: they stay in the descriptor space, but no
         loss term (as an image or as a neighbour) and no head score reads them. `images`: the (N, S, S, 3) uint8
-        cache, which the neighbourhood term (`w_neighbourhood`) finds its edge-map neighbours in."""
+        cache, which the neighbourhood term (`w_neighbourhood`) finds its edge-map neighbours in. `crop_moments`: a
+        style trunk's crop moments stored with the features (`engines.features.cached_crop_moments`); without them
+        the descriptor's fit computes them on up to CROP_FIT_IMAGES of `images`."""
         self.E, self.cfg, self.device = guiding, cfg, device
         self.content, self.style, self.images = content, style, images
+        self.crop_moments = crop_moments
         self.chunk = chunk
         self.keep = None if keep is None else keep.to(device)
         self.desc: Tensor | None = None
@@ -248,10 +251,13 @@ class HeadPhase:
                  torch.from_numpy(np.asarray(self.style[0][rows], dtype=np.float32)))
         extra = {}
         if hasattr(self.E.trunk, "crop_statistics"):  # a style descriptor also fits on the crops' statistics
-            if self.images is None:
-                raise ValueError("the style descriptor's fit reads the decoded images: give HeadPhase `images`")
-            crop_rows = sample_rows(len(self.images), self.cfg["seed"], CROP_FIT_IMAGES)
-            extra["crop_moments"] = crop_moments(self.E.trunk, self.images[crop_rows], self.device)
+            if self.crop_moments is None:  # features from before the moments were stored with them
+                if self.images is None:
+                    raise ValueError("the style descriptor's fit reads the decoded images or the stored crop "
+                                     "moments: give HeadPhase `images` or `crop_moments`")
+                crop_rows = sample_rows(len(self.images), self.cfg["seed"], CROP_FIT_IMAGES)
+                self.crop_moments = crop_moments(self.E.trunk, self.images[crop_rows], self.device)
+            extra["crop_moments"] = self.crop_moments
         self.E.fit_descriptor(*(t.to(self.device) for t in first), **extra)
 
     @torch.no_grad()

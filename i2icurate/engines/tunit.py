@@ -214,14 +214,17 @@ class TunitTrainer:
                 {"params": list(self.E.cont.parameters())}]
 
     def attach_features(self, content: np.ndarray, style: np.ndarray, fresh: bool, inherited: bool = False,
-                        new_cluster: int | None = None) -> None:
+                        new_cluster: int | None = None,
+                        crop_moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Give a pretrained-trunk run its cached trunk features (views, N, dim). `fresh`: no weights were loaded,
         so the descriptor is fitted to this folder and every head starts from its own k-means, or, where the labels
         name an image of every cluster, from their logistic regression (`HeadPhase.start_heads`). `inherited`: the
         weights are another run's (--from), so every head starts as its best head: they all speak the parent's
         cluster numbers, which the labels and anchors of a review use. `new_cluster`: the cluster the parent did
-        not have; every head's row for it starts at the mean descriptor of the images labelled with it."""
-        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep, images=self.images)
+        not have; every head's row for it starts at the mean descriptor of the images labelled with it. `crop_moments`:
+        a style trunk's, stored with the features (`HeadPhase`)."""
+        self.head_phase = HeadPhase(self.E, content, style, self.cfg, self.device, keep=self.keep, images=self.images,
+                                    crop_moments=crop_moments)
         if inherited:
             best = self.E.heads[int(self.E.best)].state_dict()
             for net in (self.E, self.E_ema):

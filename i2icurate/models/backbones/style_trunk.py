@@ -87,10 +87,15 @@ class StyleTrunk(nn.Module):
         """(B, crops, statistics_dim): the statistics of each of `image_crops(x)`."""
         return torch.stack([self._statistics(crop)[1] for crop in image_crops(x)], 1)
 
+    def with_crops(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`forward`'s (content, style) and the `crop_statistics` its style averages."""
+        content, whole = self._statistics(x)
+        crops = self.crop_statistics(x)
+        return content, torch.cat([whole, crops.mean(1)], 1), crops
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(content (B, content_dim), style (B, style_dim)) of images in [-1, 1] at the size the run decoded."""
-        content, whole = self._statistics(x)
-        return content, torch.cat([whole, self.crop_statistics(x).mean(1)], 1)
+        return self.with_crops(x)[:2]
 
     def layout(self, x: Tensor) -> Tensor:
         """(B, content_dim) pooled backbone features of the edge maps of images in [-1, 1], the edges taken at the
