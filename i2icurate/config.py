@@ -132,10 +132,10 @@ DISCOVER = _opts(
            1024),
     Option("style_weight", 1.0, "Weight of the trunk's channel statistics (style) beside its pooled features "
            "(content) in the descriptor.", float, 0.0, 10.0),
-    Option("crop_weight", 0.3, "With --domains style: weight of what an image's crops agree on (16 columns) beside "
-           "its whole-image statistics in the descriptor; 0 leaves them out. Measured (bench/RESULTS.md, session 26): "
-           "0.3 lifts four typefaces from 0.68 to 0.80 and keeps the photo renderings within 2 points; 0.7 reaches "
-           "0.88 on the typefaces, but the photo renderings fell to 0.76 on one seed of two.", float, 0.0, 10.0),
+    Option("crop_weight", 0.5, "With --domains style: weight of what an image's crops agree on (16 columns) beside "
+           "its whole-image statistics in the descriptor; 0 leaves them out. Measured with the style plan's 64 px "
+           "decode (bench/RESULTS.md, session 27): 0.5 takes four typefaces to 0.88 and the photo renderings to "
+           "0.95, where 0.3 left the typefaces at 0.69 and 0.7 the photos at 0.94.", float, 0.0, 10.0),
     Option("knn", 20, "Neighbours per image for the heads' consistency loss (SCAN); 50 with --domains style "
            "(DOMAIN_DEFAULTS).", int, 1, 200),
     Option("w_entropy", 5.0, "Weight of the heads' entropy term, which keeps every cluster in use.", float, 0.0),

@@ -1,9 +1,9 @@
 """The default discover schedule: chosen from the device and the folder size, printed with a time estimate.
 
 `discover FOLDER` without `--preset` trains on a pretrained trunk with a budget that fits the machine:
-- on a CPU: 32 px images for the generator and discriminator (small widths, three times the paper's learning
-  rates), the trunk reading 64 px, and a generator phase sized so that 10,000 images finish in about a quarter of
-  an hour on 2 cores;
+- on a CPU: 32 px images for the generator and discriminator (small widths, six times the paper's learning
+  rates; 64 px with `--domains style`), the trunk reading 64 px, and a generator phase sized so that 10,000 images
+  finish in about a quarter of an hour on 2 cores;
 - on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations.
 The class heads train for about 200 passes over the cached features either way, and at least 2,000 updates on small
 folders: they cost seconds (2,000 updates take 30 s on one CPU thread), and 40 passes left them unconverged
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from i2icurate.config import AUTO, STYLE, run_domains
+from i2icurate.config import AUTO, CONTENT, STYLE, run_domains
 from i2icurate.metrics.k_choice import REFINE_RADIUS, REFINE_SAMPLE
 
 HEAD_EPOCHS = 200  # measured: 40 passes left MNIST-5k 4 ACC points and animal-mnist 1-2 below the plateau
@@ -38,7 +38,10 @@ GPU_COST = {"decode": 1 / 2000, "trunk": 1 / 8000, "head_step": 0.004, "gan_step
             "k_sweep": 10.0}
 # seconds of generator training on a 2-core CPU: 0.03 s per image, between 2 and 5.5 minutes
 CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
-STYLE_PASS_FACTORS = (5.0, 3.0)  # how many times a content run's features and export a style run's take
+# how many times a content run's features and export a style run's take (session 26, at 32 px: 122 s against 23 s for
+# 1,600 images on one thread; session 27, the style plan's 64 px decode: the feature pass 166 s, the heads and export
+# about a quarter longer)
+STYLE_PASS_FACTORS = (7.0, 4.0)
 
 
 def head_steps(n_images: int, head_batch: int, minimum: int = MIN_HEAD_STEPS) -> int:
@@ -48,8 +51,11 @@ def head_steps(n_images: int, head_batch: int, minimum: int = MIN_HEAD_STEPS) ->
 
 
 def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, threads: int | None = None,
-                  ) -> dict[str, Any]:
-    """Option values of the default schedule for `device` and a folder of `n_images` images."""
+                  domains: str = CONTENT) -> dict[str, Any]:
+    """Option values of the default schedule for `device`, a folder of `n_images` images and `--domains`. A style
+    run decodes its images at the trunk's size, 64 px on a CPU rather than 32, with as many fewer generator
+    iterations as keep the generator's time: its statistics read the pixels themselves, and on the photo renderings
+    the 32 px decode lost their medium (bench/RESULTS.md, session 27)."""
     heads = head_steps(n_images, head_batch, PLAN_MIN_HEAD_STEPS)
     if device.type == "cuda":
         gan = 10_000
@@ -58,9 +64,11 @@ def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, th
         threads = threads or torch.get_num_threads()
         low, high, per_image = CPU_GAN_BUDGET_S
         budget = min(high, max(low, per_image * n_images))
-        gan = int(min(2000, max(100, budget / (CPU_COST["gan_step"] * 2 / max(1, min(threads, 8))))))
+        img_size = 64 if domains == STYLE else 32
+        step = CPU_COST["gan_step"] * (img_size / 32) ** 2 * 2 / max(1, min(threads, 8))
+        gan = int(min(2000, max(100, budget / step)))
         plan = {
-            "img_size": 32, "backbone_size": 64, "batch_size": 32, "style_dim": 32, "g_width": 16, "d_width": 16,
+            "img_size": img_size, "backbone_size": 64, "batch_size": 32, "style_dim": 32, "g_width": 16, "d_width": 16,
             "d_max_width": 128, "mlp_width": 64, "queue_size": 1024, "ema_beta": 0.99, "log_every": 25,
             "sample_every": 250, "ckpt_every": 250,
             # 6x the paper's: with a reviewer's labels, 2,570 generator iterations at 1e-4 left the line-art

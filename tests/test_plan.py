@@ -36,3 +36,23 @@ def test_discover_applies_it_unless_warmup_frac_is_given(animal_folder, tmp_path
     _, cfg, _ = _start_run(animal_folder, None, {"k": 2, "iters": 4000, "warmup_frac": 0.1,
                                                  "project": str(tmp_path / "b")})
     assert cfg["warmup_frac"] == 0.1
+
+
+def test_a_style_plan_decodes_at_the_trunks_size_in_the_generators_time(animal_folder, tmp_path):
+    content = hardware_plan(CPU, 10_000, threads=2)
+    style = hardware_plan(CPU, 10_000, threads=2, domains="style")
+    assert (content["img_size"], style["img_size"], style["backbone_size"]) == (32, 64, 64)
+
+    def generator(plan):
+        return plan["iters"] * (1 - plan["warmup_frac"])
+
+    assert generator(style) == pytest.approx(generator(content) / 4, rel=0.02)  # 4x the pixels per step
+    common = {"k": 2, "iters": 100, "domains": "style"}
+    _, cfg, _ = _start_run(animal_folder, None, {**common, "project": str(tmp_path / "a")})
+    assert cfg["img_size"] == cfg["backbone_size"] == 64
+    _, cfg, _ = _start_run(animal_folder, None, {**common, "backbone_size": 32, "project": str(tmp_path / "b")})
+    assert cfg["img_size"] == 32  # the size the trunk reads
+    _, cfg, _ = _start_run(animal_folder, None, {**common, "img_size": 48, "project": str(tmp_path / "c")})
+    assert cfg["img_size"] == 48  # a flag wins
+    _, cfg, _ = _start_run(animal_folder, None, {"k": 2, "iters": 100, "project": str(tmp_path / "d")})
+    assert cfg["img_size"] == 32

@@ -367,8 +367,8 @@ def test_what_the_crops_agree_on_tells_the_typeface_better_than_the_whole_glyph(
     # measured: 0.147 against 0.131 on these 120 glyphs
     assert separation(crops) >= separation(image) + 0.01
     # --crop-weight sets the crop part's length against the image part's 1; 0 leaves it out
-    assert cfg["crop_weight"] == 0.3
-    np.testing.assert_allclose(np.linalg.norm(crops, axis=1) / np.linalg.norm(image, axis=1), 0.3, rtol=1e-4)
+    assert cfg["crop_weight"] == 0.5
+    np.testing.assert_allclose(np.linalg.norm(crops, axis=1) / np.linalg.norm(image, axis=1), 0.5, rtol=1e-4)
     without = HeadPhase(build_guiding({**cfg, "crop_weight": 0.0}), *cached_features(run, len(paths)), cfg,
                         torch.device("cpu"), images=load_cache(run / "cache", cfg["img_size"]))
     without.fit_descriptor()

@@ -162,12 +162,14 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     if preset is None:  # the plan depends on the folder's size: scan it once, here
         scan = scan_folder(check_source(source, options.get("project") or "runs"))
         plan = hardware_plan(resolve_device(options.get("device") or "auto"), len(scan.files),
-                             options.get("head_batch") or 512)
+                             options.get("head_batch") or 512, domains=run_domains(options))
         if options.get("iters") is not None and options.get("warmup_frac") is None:
             plan = fit_plan_to_iters(plan, options["iters"])
     cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults(options)}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
+    if plan is not None and run_domains(cfg) == STYLE and options.get("img_size") is None:
+        cfg["img_size"] = max(32, cfg["backbone_size"])  # the plan's style decode: at the size the trunk reads
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
         if options.get("k") is not None:  # asked for; auto only by default falls back to SCRATCH_K
             raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is "
