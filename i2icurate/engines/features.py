@@ -151,7 +151,7 @@ def run_features(run: Path, trunk: torch.nn.Module, images: np.ndarray, device: 
         with atomic_path(run / CROP_MOMENTS_NPZ) as tmp:
             with open(tmp, "wb") as f:
                 # float32 covariance: half the file (49 MB with the default trunk), and a relative error of 1e-7
-                # is far below what whitening on its first 128 principal axes resolves
+                # is far below what whitening on its first few hundred principal axes resolves
                 np.savez(f, mean=mean.numpy(), cov=cov.float().numpy(), images=len(images))
     _save(run / CONTENT_NPY, content)
     _save(run / STYLE_NPY, style)
