@@ -286,6 +286,7 @@ def dark_outline(images_u8: np.ndarray, threshold: int = 96) -> np.ndarray:
 
 
 BASELINES = {"identity": lambda x: np.asarray(x), "greyscale": greyscale, "dark outline": dark_outline}
+NOT_SCORED = {"fid": None, "kid": None, "kid_std": None}  # --no-fid: filled in later by --rescore
 
 
 def _line_targets(data: Path, rel_paths: list[str], size: int) -> np.ndarray:
@@ -330,11 +331,12 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
                   discover_iters: int | None, img_size: int | None, device: str, seed: int,
                   console: Console, threads: int | None = None, discover_run: Path | None = None,
                   baselines: bool = True, settings: dict[str, dict[str, str]] | None = None,
-                  score_size: int | None = None) -> dict[str, Any]:
+                  score_size: int | None = None, fid: bool = True) -> dict[str, Any]:
     """discover (or a finished `discover_run`) -> true-domain labels -> translate with each model (`iters` per
     model, None = its plan or preset); returns every figure. `preset` None = the hardware plans of both commands.
     `score_size`: score every output and baseline at this size, resized as the pipeline resizes images (None = at
-    each model's own size)."""
+    each model's own size). `fid` False: FID and KID are left as None for `rescore` on another machine (a GPU
+    machine that cannot take the 87 MB Inception weights); the outputs stay in each translate run's folder."""
     started = time.perf_counter()
     run = discover_run or discover(data, k=2, preset=preset, iters=discover_iters, device=device, seed=seed,
                                    project=str(runs), name="openmoji", eval_labels="folders", console=console,
@@ -350,7 +352,7 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
     }
     for model in models:
         started = time.perf_counter()
-        folder = translate(0, 1, run=run, model=model, preset=preset, evaluate=True, device=device, seed=seed,
+        folder = translate(0, 1, run=run, model=model, preset=preset, evaluate=fid, device=device, seed=seed,
                            project=str(runs), name=model, console=console, img_size=img_size, threads=threads,
                            iters=iters.get(model) if model != "tunit" else None, **(settings or {}).get(model, {}))
         seconds = time.perf_counter() - started
@@ -361,7 +363,9 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
         targets = _line_targets(data, rel, scored)
         outputs = _outputs(Path(cfg["out"]), rel, scored)
         line_domain = None
-        if scored == size:
+        if not fid:
+            metrics = NOT_SCORED
+        elif scored == size:
             metrics = read_json(folder / "metrics.json")
         else:  # translate --evaluate scored at the training size: score again at the asked one
             line_domain = shrink(np.array(load_cache(folder / "cache_b", size)), scored)
@@ -387,11 +391,68 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
             rows = {}
             for name, baseline in BASELINES.items():
                 made = shrink(baseline(source), scored)
+                scores = NOT_SCORED
+                if fid:
+                    with console.status(f"{name} baseline at {key} px"):
+                        scores = fid_kid(made, line_domain, resolve_device(device))
+                rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
+                              "kid_std": scores["kid_std"], **paired_scores(made, targets)}
+            result["identity"][key] = rows
+    return result
+
+
+def _rebase(path: str, old_root: str, new_root: Path) -> Path:
+    """`path`, written under `old_root` on another machine, under `new_root` here (a path outside `old_root`, such
+    as a reused --discover-run, as it was)."""
+    try:
+        rel = PurePosixPath(path).relative_to(PurePosixPath(old_root))
+    except ValueError:
+        return Path(path)
+    return new_root.joinpath(*rel.parts)
+
+
+def _decoded(data: Path, rel_paths: list[str], size: int) -> np.ndarray:
+    return np.stack([decode_to_array(data / PurePosixPath(p), size, _MAX_PIXELS) for p in rel_paths])
+
+
+def rescore(result: dict[str, Any], data: Path, root: Path, device: str, console: Console,
+            score_size: int | None = None, baselines: bool = True) -> dict[str, Any]:
+    """FID, KID, paired L1 and SSIM, here, of a `--no-fid` result made on another machine.
+
+    `root` is that run's `--project` folder as copied back (each translate run's domains.csv, config.json and
+    outputs/ at least); `data` is the same paired emoji folder here. Both domains are decoded from `data` at each
+    model's size, as translate decodes them into its caches, so the baselines and the line domain match a direct
+    run's. Every path in the result is rebased onto `root`."""
+    old_root = result["settings"]["project"]
+    result["settings"] = {**result["settings"], "data": str(data), "project": str(root),
+                          "rescored": {"score_size": score_size, "device": device,
+                                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}}
+    result["discover"]["run"] = str(_rebase(result["discover"]["run"], old_root, root))
+    identity: dict[str, Any] = {}
+    for model, row in result["models"].items():
+        folder = _rebase(row["run"], old_root, root)
+        size, scored = row["img_size"], score_size or row["img_size"]
+        domains = read_csv(folder / "domains.csv")
+        rel_a = [r["path"] for r in domains if r["domain"] == "A"]
+        line_domain = shrink(_decoded(data, [r["path"] for r in domains if r["domain"] == "B"], size), scored)
+        outputs = _outputs(folder / "outputs", rel_a, scored)
+        targets = _line_targets(data, rel_a, scored)
+        with console.status(f"{model} at {scored} px"):
+            metrics = fid_kid(outputs, line_domain, resolve_device(device))
+        row.update(run=str(folder), score_size=scored, fid=metrics["fid"], kid=metrics["kid"],
+                   kid_std=metrics["kid_std"], **paired_scores(outputs, targets))
+        key = str(size) if scored == size else f"{size}->{scored}"
+        if baselines and key not in identity:
+            source = _decoded(data, rel_a, size)
+            rows = {}
+            for name, baseline in BASELINES.items():
+                made = shrink(baseline(source), scored)
                 with console.status(f"{name} baseline at {key} px"):
                     scores = fid_kid(made, line_domain, resolve_device(device))
                 rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
                               "kid_std": scores["kid_std"], **paired_scores(made, targets)}
-            result["identity"][key] = rows
+            identity[key] = rows
+    result["identity"] = identity
     return result
 
 
@@ -405,10 +466,17 @@ def write_grid(data: Path, result: dict[str, Any], path: Path, rows: int = 8) ->
     rel = [rel[i] for i in np.linspace(0, len(rel) - 1, rows).astype(int)]
     sources = np.stack([decode_to_array(data / PurePosixPath(p), size, _MAX_PIXELS) for p in rel])
     made_at = np.stack([decode_to_array(data / PurePosixPath(p), first["img_size"], _MAX_PIXELS) for p in rel])
-    columns = [_outputs(Path(read_json(Path(m["run"]) / CONFIG_FILE)["out"]), rel, size) for m in models.values()]
+    columns = [_outputs(_out_dir(Path(m["run"])), rel, size) for m in models.values()]
     columns += [shrink(dark_outline(made_at), size), _line_targets(data, rel, size)]  # the outline as it was scored
     translation_grid(sources, np.stack(columns, axis=1), path, ["source", *models, "outline", "truth"])
     return path
+
+
+def _out_dir(folder: Path) -> Path:
+    """A translate run's outputs: its config's `out`, or `outputs/` in the run folder where that was made on
+    another machine (--rescore)."""
+    out = Path(read_json(folder / CONFIG_FILE)["out"])
+    return out if out.is_dir() else folder / "outputs"
 
 
 def _px(row: dict[str, Any]) -> str:
@@ -435,17 +503,21 @@ def print_results(result: dict[str, Any], console: Console) -> None:
 
     for rows in result["identity"].values():
         for name, ident in rows.items():
-            table.add_row(name, _px(ident), "—", "—", "—", f"{ident['fid']:.1f}",
-                          f"{100 * ident['kid']:.2f}", f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
+            table.add_row(name, _px(ident), "—", "—", "—", fmt(ident["fid"], ".1f"),
+                          fmt(_percent(ident["kid"]), ".2f"), f"{ident['l1']:.3f}", f"{ident['ssim']:.3f}")
     for model, m in result["models"].items():
         table.add_row(f"{model} ({m['iters'] or 0} it)" if m["iters"] else model, _px(m),
                       fmt(m["train_seconds"], ".1f"), f"{m['seconds']:.1f}", fmt(m["img_per_s"], ".1f"),
-                      f"{m['fid']:.1f}", f"{100 * m['kid']:.2f}", f"{m['l1']:.3f}", f"{m['ssim']:.3f}")
+                      fmt(m["fid"], ".1f"), fmt(_percent(m["kid"]), ".2f"), f"{m['l1']:.3f}", f"{m['ssim']:.3f}")
     console.print(table)
     console.print("identity = the untranslated colour inputs scored as if they were outputs; greyscale and dark "
                   "outline (luma < 96 -> black, else white) are non-learned translations of them. "
                   "tunit trains nothing here: it is the discover run's generator with the line domain's mean style "
                   "(its training time is the discover line above). total s = caching + training + translating + FID.")
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
 
 
 def parse_iters(text: str | None) -> dict[str, int | None]:
@@ -508,15 +580,32 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
               help="Score the non-learned baselines (leave them to one of several parallel processes).")
 @click.option("--set", "settings", multiple=True, metavar="MODEL.OPTION=VALUE",
               help="An option of one translator, e.g. ugatit.w_cycle=1 (repeatable).")
+@click.option("--fid/--no-fid", "fid", default=True, show_default=True,
+              help="Score FID and KID (needs the metrics extra's Inception weights). --no-fid leaves them to "
+              "--rescore on another machine; L1, SSIM and the outputs are kept.")
+@click.option("--rescore", "rescore_json", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Score, here, the --json-out of a --no-fid run made elsewhere: --project is that run's project "
+              "folder as copied back, --data the same emoji folder here; --score-size applies.")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The paired emoji folder (colour/, line/) of a --rescore.")
 @click.option("--merge", default=None, help="Only print the table and grid of these comma-separated --json-out "
               "files (runs on one discover run, e.g. models trained in parallel processes).")
 def main(n, size, preset, img_size, score_size, iters, discover_iters, discover_run, models, device, threads, seed,
-         cache_dir, project, json_out, grid_out, baselines, settings, merge) -> None:
+         cache_dir, project, json_out, grid_out, baselines, settings, fid, rescore_json, data_dir, merge) -> None:
     """Compare the translators on OpenMoji colour -> line-art against the true line-art."""
     console = Console(width=None if sys.stdout.isatty() else 140)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
     try:
-        if merge:
+        if rescore_json:
+            if not (project and data_dir):
+                raise UserError("--rescore needs --project (the run's project folder here) and --data")
+            data, root = Path(data_dir), Path(project)
+            result = rescore(json.loads(Path(rescore_json).read_text()), data, root, device, console, score_size,
+                             baselines)
+            default_grid = root / "grid.png"
+            if json_out:
+                Path(json_out).write_text(json.dumps(result, indent=2))
+        elif merge:
             result = merge_results([Path(p) for p in merge.split(",")])
             data = Path(result["settings"]["data"])
             default_grid = Path(result["discover"]["run"]).parent.parent / "grid.png"
@@ -546,12 +635,12 @@ def main(n, size, preset, img_size, score_size, iters, discover_iters, discover_
                           f"({time.perf_counter() - started:.1f} s)")
             result = run_benchmark(data, root / "runs", chosen, preset, per_model, discover_iters, img_size, device,
                                    seed, console, threads, Path(discover_run) if discover_run else None,
-                                   baselines, per_model_options, score_size)
+                                   baselines, per_model_options, score_size, fid)
             result["settings"] = {
                 "n": len(hexcodes), "size": size, "preset": preset, "img_size": img_size, "score_size": score_size,
                 "iters": iters,
                 "discover_iters": discover_iters, "options": per_model_options, "seed": seed, "package": PACKAGE,
-                "threads": threads,
+                "threads": threads, "fid": fid, "project": str(root),
                 "data": str(data), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),
                 "device": torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else "cpu"}
             if json_out:

@@ -1,14 +1,16 @@
-"""The pure parts of bench/translation_quality.py: SSIM, L1, the emoji choice and the true-domain labels.csv."""
+"""The pure parts of bench/translation_quality.py: SSIM, L1, the emoji choice, the true-domain labels.csv and the
+scoring of a result made on another machine."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import effective_clusters
 from i2icurate.data.imageio import decode_to_array
 from i2icurate.data.scan import scan_folder
-from i2icurate.runs import read_csv, write_csv
+from i2icurate.runs import read_csv, write_csv, write_json
 from tests.conftest import load_bench
 
 bench = load_bench("translation_quality.py")
@@ -124,3 +126,55 @@ def test_outputs_scored_at_a_smaller_size_are_shrunk_as_the_pipeline_decodes_fil
     assert np.array_equal(bench.shrink(at_64, 32), expected)  # outputs, baselines and targets: one resize
     assert bench.shrink(at_64, 64) is at_64
     assert bench._px({"img_size": 128, "score_size": 64}) == "128->64" and bench._px({"img_size": 64}) == "64"
+
+
+def test_a_result_made_elsewhere_is_scored_here_on_the_arrays_a_direct_run_scores(animal_folder, tmp_path,
+                                                                                   monkeypatch):
+    """--rescore: the GPU machine cannot take the Inception weights, so it writes a --no-fid result and the outputs;
+    here FID/KID must see what a direct run's translate caches would hold, and every path is found again."""
+    files = scan_folder(animal_folder).files[::25][:6]
+    data = tmp_path / "emoji"
+    for folder, offset in (("colour", 0), ("line", 3)):  # a real image per name in each domain
+        (data / folder).mkdir(parents=True)
+        for i in range(3):
+            bench.Image.open(animal_folder / files[i + offset]).convert("RGB").save(data / folder / f"{i}.png")
+    root = tmp_path / "copied_back"
+    run = root / "runs" / "translate" / "ugatit1"
+    (run / "outputs" / "colour").mkdir(parents=True)
+    rel_a = [f"colour/{i}.png" for i in range(3)]
+    rel_b = [f"line/{i}.png" for i in range(3)]
+    write_csv(run / "domains.csv", ["path", "domain"], [(p, "A") for p in rel_a] + [(p, "B") for p in rel_b])
+    outputs = np.stack([decode_to_array(animal_folder / f, 32, 10**9) for f in files[3:]])[:, ::-1]  # made there
+    for rel, image in zip(rel_a, outputs, strict=True):
+        bench.Image.fromarray(np.ascontiguousarray(image)).save(run / "outputs" / rel)
+    write_json(run / "config.json", {"out": "/gpu/proj/runs/translate/ugatit1/outputs"})
+    made_elsewhere = {
+        "settings": {"project": "/gpu/proj", "data": "/gpu/repo/emoji", "fid": False},
+        "discover": {"run": "/gpu/repo/runs/discover/openmoji1"},
+        "models": {"ugatit": {"run": "/gpu/proj/runs/translate/ugatit1", "img_size": 32, "score_size": 32,
+                              "fid": None, "kid": None, "kid_std": None, "l1": 0.0, "ssim": 0.0}},
+        "identity": {},
+    }
+    seen = []
+
+    def fid_kid(images, reference, device):
+        seen.append((np.array(images), np.array(reference)))
+        return {"fid": 1.0 + len(seen), "kid": 0.01 * len(seen), "kid_std": 0.0}
+
+    monkeypatch.setattr(bench, "fid_kid", fid_kid)
+    result = bench.rescore(made_elsewhere, data, root, "cpu", bench.Console(quiet=True))
+
+    caches = {d: load_cache(build_cache(data, rel, 32, tmp_path / f"cache_{d}", 1, 10**9), 32)
+              for d, rel in (("a", rel_a), ("b", rel_b))}  # what translate decodes the two domains into
+    written = np.stack([decode_to_array(run / "outputs" / rel, 32, 10**9) for rel in rel_a])
+    assert len(seen) == 4  # the model, then identity, greyscale and the dark outline
+    assert all(np.array_equal(reference, caches["b"]) for _, reference in seen)
+    assert np.array_equal(seen[0][0], written)
+    assert np.array_equal(seen[1][0], caches["a"]) and np.array_equal(seen[2][0], bench.greyscale(caches["a"]))
+    row = result["models"]["ugatit"]
+    targets = np.stack([decode_to_array(data / rel, 32, 10**9) for rel in rel_b])  # the true line-art, by name
+    assert row["fid"] == 2.0 and row["kid"] == 0.01
+    assert row["l1"] == pytest.approx(bench.paired_scores(written, targets)["l1"])
+    assert result["identity"]["32"]["identity"]["l1"] == pytest.approx(bench.paired_scores(caches["a"], targets)["l1"])
+    assert row["run"] == str(run) and result["discover"]["run"] == "/gpu/repo/runs/discover/openmoji1"
+    assert bench._out_dir(run) == run / "outputs"  # the grid reads the outputs copied back
