@@ -4,7 +4,8 @@
 - on a CPU: 32 px images for the generator and discriminator (small widths, six times the paper's learning
   rates; 64 px with `--domains style`), the trunk reading 64 px, and a generator phase sized so that 10,000 images
   finish in about a quarter of an hour on 2 cores;
-- on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations.
+- on a GPU: 128 px, the paper's widths, the trunk reading 128 px, 10,000 generator iterations; with `--domains
+  style` the trunk reads (and the images are decoded at) no more than the folder's typical side (`style_trunk_size`).
 The class heads train for about 200 passes over the cached features either way, and at least 2,000 updates on small
 folders: they cost seconds (2,000 updates take 30 s on one CPU thread), and 40 passes left them unconverged
 (bench/RESULTS.md). Every value is an ordinary option: an explicit flag wins over the plan, and `--preset full` is
@@ -42,6 +43,7 @@ CPU_GAN_BUDGET_S = (120.0, 330.0, 0.03)
 # 1,600 images on one thread; session 27, the style plan's 64 px decode: the feature pass 166 s, the heads and export
 # about a quarter longer)
 STYLE_PASS_FACTORS = (7.0, 4.0)
+STYLE_MIN_SIZE = 64  # a style run's trunk reads at least this many pixels, the size its descriptor was measured at
 
 
 def head_steps(n_images: int, head_batch: int, minimum: int = MIN_HEAD_STEPS) -> int:
@@ -81,6 +83,16 @@ def hardware_plan(device: torch.device, n_images: int, head_batch: int = 512, th
     plan["warmup_frac"] = heads / plan["iters"]
     plan["ema_g_delay"] = 0.01
     return plan
+
+
+def style_trunk_size(planned: int, side: int | None) -> int:
+    """The size a style run's trunk reads (and its images are decoded at): the plan's, but never above the folder's
+    typical image side (in steps of 32, at least STYLE_MIN_SIZE). Upsampling adds no rendering and blurs what there
+    is: the 64 px photo renderings read at 128 px, as the GPU plan read them, fell from ACC 0.954 to 0.805
+    (bench/RESULTS.md, session 28)."""
+    if side is None:
+        return planned
+    return min(planned, max(STYLE_MIN_SIZE, side // 32 * 32))
 
 
 def fit_plan_to_iters(plan: dict[str, Any], iters: int) -> dict[str, Any]:

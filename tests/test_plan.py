@@ -56,3 +56,37 @@ def test_a_style_plan_decodes_at_the_trunks_size_in_the_generators_time(animal_f
     assert cfg["img_size"] == 48  # a flag wins
     _, cfg, _ = _start_run(animal_folder, None, {"k": 2, "iters": 100, "project": str(tmp_path / "d")})
     assert cfg["img_size"] == 32
+
+
+def _folder_at(animal_folder, dest, side: int, count: int = 12):
+    """`count` real animal silhouettes saved at `side` x `side` px."""
+    from PIL import Image
+
+    from i2icurate.data.scan import scan_folder
+
+    dest.mkdir(parents=True)
+    for i, rel in enumerate(scan_folder(animal_folder).files[:: 10][:count]):
+        Image.open(animal_folder / rel).convert("RGB").resize((side, side)).save(dest / f"{i}.png")
+    return dest
+
+
+def test_the_gpu_plan_reads_a_style_folder_at_no_more_than_its_images_size(animal_folder, tmp_path, monkeypatch):
+    import i2icurate.commands.discover as discover_module
+    from i2icurate.data.imageio import median_side
+    from i2icurate.data.scan import scan_folder
+    from i2icurate.plan import style_trunk_size
+
+    monkeypatch.setattr(discover_module, "resolve_device", lambda _: torch.device("cuda"))  # the GPU plan, on a CPU
+    small, large = _folder_at(animal_folder, tmp_path / "s64", 64), _folder_at(animal_folder, tmp_path / "s160", 160)
+    assert median_side(small, scan_folder(small).files) == 64
+    style = {"k": 2, "iters": 100, "domains": "style"}
+    _, cfg, _ = _start_run(small, None, {**style, "project": str(tmp_path / "a")})
+    assert (cfg["backbone_size"], cfg["img_size"]) == (64, 64)  # 64 px images are not upsampled to the plan's 128
+    _, cfg, _ = _start_run(large, None, {**style, "project": str(tmp_path / "b")})
+    assert (cfg["backbone_size"], cfg["img_size"]) == (128, 128)
+    _, cfg, _ = _start_run(small, None, {"k": 2, "iters": 100, "project": str(tmp_path / "c")})
+    assert cfg["backbone_size"] == 128  # content runs keep the plan's trunk
+    _, cfg, _ = _start_run(small, None, {**style, "backbone_size": 128, "project": str(tmp_path / "d")})
+    assert cfg["backbone_size"] == 128  # a flag wins
+    assert [style_trunk_size(128, s) for s in (28, 100, 500, None)] == [64, 96, 128, 128]
+    assert style_trunk_size(64, 512) == 64  # the CPU plan's trunk size is never raised

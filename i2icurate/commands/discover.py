@@ -29,6 +29,7 @@ from i2icurate.config import (
 from i2icurate.curation.changes import anchor_targets, parent_assignments, touched_clusters
 from i2icurate.data.cache import CacheResult, build_cache, load_cache
 from i2icurate.data.domains import EXCLUDE, LABELS_CSV, NEW_CLUSTER, parse_cluster, read_labels
+from i2icurate.data.imageio import median_side
 from i2icurate.data.scan import ScanResult, scan_folder
 from i2icurate.deps import report_optional
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
@@ -55,7 +56,7 @@ from i2icurate.errors import UserError
 from i2icurate.export.pipeline import IMAGES_CSV, export_run
 from i2icurate.markup import bold, escape
 from i2icurate.models.backbones import SCRATCH, load_backbone
-from i2icurate.plan import describe_plan, fit_plan_to_iters, hardware_plan
+from i2icurate.plan import describe_plan, fit_plan_to_iters, hardware_plan, style_trunk_size
 from i2icurate.runs import (
     CONFIG_FILE,
     atomic_path,
@@ -168,6 +169,8 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults(options)}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
+    if plan is not None and run_domains(cfg) == STYLE and not options.get("backbone_size"):
+        cfg["backbone_size"] = style_trunk_size(cfg["backbone_size"], median_side(scan.root, scan.files))
     if plan is not None and run_domains(cfg) == STYLE and options.get("img_size") is None:
         # the plan's style decode: at the size the trunk reads, within --img-size's range
         cfg["img_size"] = max(32, min(256, cfg["backbone_size"]))

@@ -161,3 +161,20 @@ def decode_to_array(path: Source, size: int, max_pixels: int) -> np.ndarray:
 def is_image_name(name: str | Path) -> bool:
     """Whether a file name has one of the image extensions (case-insensitive)."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def median_side(root: str | Path, files: list[str], sample: int = 256) -> int | None:
+    """The median shorter side, in pixels, of up to `sample` of `files` (relative to `root`, spread evenly over the
+    list), read from the image headers alone; None where none could be read. Unreadable files are left to the
+    decode, which records them as skipped."""
+    if not files:
+        return None
+    picks = sorted({round(i) for i in np.linspace(0, len(files) - 1, min(sample, len(files)))})
+    sides = []
+    for i in picks:
+        try:
+            with _open_unchecked(Path(root) / files[i]) as img:  # the header only, with no pixel-count warning
+                sides.append(min(img.size))
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue
+    return int(np.median(sides)) if sides else None
