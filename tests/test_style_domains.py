@@ -376,3 +376,28 @@ def test_what_the_crops_agree_on_tells_the_typeface_better_than_the_whole_glyph(
     assert np.abs(alone[:, cfg["pca_dim"] :]).max() == 0
     np.testing.assert_allclose(alone[:, : cfg["pca_dim"]], image / np.linalg.norm(image, axis=1, keepdims=True),
                                atol=1e-5)
+
+
+def test_a_style_runs_heads_never_pair_an_image_with_a_mirror(typefaces):
+    """A mirrored italic slants the other way, so in a style run the class heads' pairs read only the images as
+    decoded: what the mirrored view holds cannot move their loss. A content run still pairs mirrors."""
+    from i2icurate.config import resolve
+    from i2icurate.data.imageio import decode_to_array
+    from i2icurate.data.scan import scan_folder
+    from i2icurate.engines.head_agreement import LinearHeads
+
+    files = scan_folder(typefaces).files
+    images = np.stack([decode_to_array(typefaces / f, 16, 10**9) for f in files]).astype(np.float32) / 255
+    views = torch.from_numpy(np.stack([images, images[:, :, ::-1]]).reshape(2, len(files), -1).copy())
+    desc = torch.nn.functional.normalize(views - views[0].mean(0), dim=-1)  # (as decoded, mirrored) per glyph
+    other = desc.clone()
+    other[1] = desc[0].roll(7, dims=0)  # another image where the mirror was
+    idx = torch.arange(0, len(files), 3)
+    for domains, views_read in (("style", 1), ("content", 2)):
+        cfg = resolve("discover", None, defaults=domain_defaults({"domains": domains}), domains=domains, k=2)
+        assert cfg["head_views"] == views_read
+        heads = LinearHeads(desc.shape[-1], 2, 2)
+        losses = [HeadPhase.on_descriptors(heads, d, {**cfg, "w_independence": 0.0, "w_neighbourhood": 0.0},
+                                           torch.device("cpu")).losses(idx, torch.Generator().manual_seed(3), None)[0]
+                  for d in (desc, other)]
+        assert torch.equal(losses[0], losses[1]) == (domains == "style"), domains

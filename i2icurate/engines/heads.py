@@ -326,7 +326,8 @@ class HeadPhase:
                anchors: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """The class heads' SCAN loss (summed over heads), the supervised term for labelled images of `idx` and the
         anchor term for images a review left untouched."""
-        cfg, n_views, b = self.cfg, self.desc.shape[0], len(idx)
+        cfg, b = self.cfg, len(idx)
+        n_views = min(self.desc.shape[0], cfg.get("head_views", self.desc.shape[0]))
         pick = torch.randint(self.nbrs.shape[1], (b,), generator=gen, device=self.device)
         nbr = self.nbrs[idx, pick]
         va = torch.randint(n_views, (b,), generator=gen, device=self.device)
