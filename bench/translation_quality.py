@@ -28,6 +28,9 @@ small widths and a time-budgeted iteration count; see i2icurate/translate_plan.p
     python bench/translation_quality.py --models srunit --discover-run P/runs/discover/openmoji1 --project P \
         --json-out b.json
     python bench/translation_quality.py --merge a.json,b.json --grid-out grid.png
+    # on a machine that cannot take the Inception weights (a GPU lease), then scored here on the copied-back folder:
+    python bench/translation_quality.py --preset full --img-size 128 --no-fid --project P --json-out r.json
+    python bench/translation_quality.py --rescore r.json --project P_COPY --data EMOJI_FOLDER
 
 Needs npm (for the data, once) and `pip install resvg-py==0.5.0`.
 """
