@@ -12,8 +12,10 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
+import i2icurate.commands.translate as translate_module
 from i2icurate.commands.translate import translate
 from i2icurate.data.domains import effective_clusters
+from i2icurate.data.imageio import decode_to_array
 from i2icurate.runs import read_csv, write_csv
 from tests.test_discover_cli import folder_digest
 
@@ -24,9 +26,12 @@ def _two_clusters(run: Path) -> tuple[int, int, int]:
     return a, b, n_a
 
 
-def test_tunit_translates_every_domain_a_image(toy_discover_run, animal_folder, tmp_path):
+def test_tunit_translates_every_domain_a_image(toy_discover_run, animal_folder, tmp_path, monkeypatch):
     before = folder_digest(animal_folder)
     a, b, n_a = _two_clusters(toy_discover_run)
+    drawn = []
+    real_grid = translate_module.translation_grid
+    monkeypatch.setattr(translate_module, "translation_grid", lambda *args: drawn.append(args) or real_grid(*args))
     run = translate(a, b, run=toy_discover_run, model="tunit", project=str(tmp_path / "runs"),
                     console=Console(quiet=True))
     outputs = sorted(p.relative_to(run / "outputs").as_posix() for p in (run / "outputs").rglob("*.png"))
@@ -37,6 +42,13 @@ def test_tunit_translates_every_domain_a_image(toy_discover_run, animal_folder, 
     assert img.size == (32, 32) and img.mode == "RGB"
     assert (run / "grid.png").is_file() and (run / "config.json").is_file()
     assert folder_digest(animal_folder) == before
+    # the grid shows images spread over the whole cluster, first and last included, beside their written outputs
+    (sources, columns, _, _), = drawn
+    rows = translate_module.grid_rows(n_a)
+    assert rows[0] == 0 and rows[-1] == n_a - 1 and len(rows) == min(translate_module.GRID_ROWS, n_a)
+    cached = np.stack([np.asarray(Image.open(run / "outputs" / expected[i])) for i in rows])
+    assert np.array_equal(columns[:, 0], cached)
+    assert np.array_equal(sources, np.stack([decode_to_array(animal_folder / expected[i], 32, 10**9) for i in rows]))
 
 
 def test_translate_an_input_folder_keeps_relative_paths(toy_discover_run, animal_folder, tmp_path):

@@ -142,10 +142,17 @@ def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | No
     return folder, cfg
 
 
+def grid_rows(n: int) -> np.ndarray:
+    """The indices of the images `grid.png` shows: GRID_ROWS spread over all n (the paths are sorted, so the first
+    few would all come from one subfolder)."""
+    return np.unique(np.linspace(0, n - 1, min(GRID_ROWS, n)).round().astype(int))
+
+
 def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], out_dir: Path, device: torch.device,
-                   batch_size: int = 32) -> np.ndarray:
-    """Translate every image, write `<out>/<relative path>.png` atomically; return a few outputs for the grid."""
-    shown = []
+                   rows: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Translate every image, write `<out>/<relative path>.png` atomically; return the outputs of images `rows`
+    (for the grid)."""
+    wanted, shown = set(rows.tolist()), {}
     for start in range(0, len(images), batch_size):
         u8 = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
         x = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -154,9 +161,8 @@ def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], ou
             target = out_dir / PurePosixPath(rel).with_suffix(".png")
             with atomic_path(target) as tmp:
                 Image.fromarray(arr).save(tmp, format="PNG")
-        if len(shown) < GRID_ROWS:
-            shown.extend(result[: GRID_ROWS - len(shown)])
-    return np.stack(shown)
+        shown.update({i: result[i - start] for i in range(start, start + len(result)) if i in wanted})
+    return np.stack([shown[i] for i in rows.tolist()])
 
 
 def _setup(from_: str | int | None, to: str | int | None, run: str | Path | None, model: str,
@@ -259,14 +265,15 @@ def translate(
     else:
         images, rel_paths = domain_a, paths_a
     out_dir = Path(cfg["out"])
+    rows = grid_rows(len(images))
     with console.status(f"translating {len(images)} images"):
-        shown = _write_outputs(translator, images, rel_paths, out_dir, device)
+        shown = _write_outputs(translator, images, rel_paths, out_dir, device, rows)
     n = len(shown)
     columns, labels = shown[:, None], ["source", f"cluster {cfg['to']}"]
     if evaluate and len(domain_b):  # beside the translations, real images of the target domain (not paired)
         examples = np.array(domain_b[np.linspace(0, len(domain_b) - 1, n).astype(int)])
         columns, labels = np.stack([shown, examples], axis=1), [*labels, "target examples"]
-    translation_grid(np.array(images[:n]), columns, folder / "grid.png", labels)
+    translation_grid(np.array(images[rows]), columns, folder / "grid.png", labels)
     console.print(f"wrote {len(images)} translated images to {bold(out_dir)}, "
                   f"side by side in {escape(folder / 'grid.png')}")
     if evaluate:
