@@ -391,17 +391,25 @@ def run_benchmark(data: Path, runs: Path, models: list[str], preset: str | None,
             source = np.array(load_cache(folder / "cache_a", size))
             if line_domain is None:
                 line_domain = shrink(np.array(load_cache(folder / "cache_b", size)), scored)
-            rows = {}
-            for name, baseline in BASELINES.items():
-                made = shrink(baseline(source), scored)
-                scores = NOT_SCORED
-                if fid:
-                    with console.status(f"{name} baseline at {key} px"):
-                        scores = fid_kid(made, line_domain, resolve_device(device))
-                rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
-                              "kid_std": scores["kid_std"], **paired_scores(made, targets)}
-            result["identity"][key] = rows
+            result["identity"][key] = baseline_rows(source, line_domain, targets, size, scored, device, console, fid)
     return result
+
+
+def baseline_rows(source: np.ndarray, line_domain: np.ndarray, targets: np.ndarray, size: int, scored: int,
+                  device: str, console: Console, fid: bool = True) -> dict[str, dict[str, Any]]:
+    """Every non-learned baseline of the colour images `source` (at `size` px), brought to the scoring size as the
+    models' outputs are and scored against the line domain (FID, KID; None without `fid`) and the true line-art
+    `targets` (paired L1, SSIM)."""
+    rows = {}
+    for name, baseline in BASELINES.items():
+        made = shrink(baseline(source), scored)
+        scores = NOT_SCORED
+        if fid:
+            with console.status(f"{name} baseline at {_px({'img_size': size, 'score_size': scored})} px"):
+                scores = fid_kid(made, line_domain, resolve_device(device))
+        rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
+                      "kid_std": scores["kid_std"], **paired_scores(made, targets)}
+    return rows
 
 
 def _rebase(path: str, old_root: str, new_root: Path) -> Path:
@@ -446,15 +454,8 @@ def rescore(result: dict[str, Any], data: Path, root: Path, device: str, console
                    kid_std=metrics["kid_std"], **paired_scores(outputs, targets))
         key = str(size) if scored == size else f"{size}->{scored}"
         if baselines and key not in identity:
-            source = _decoded(data, rel_a, size)
-            rows = {}
-            for name, baseline in BASELINES.items():
-                made = shrink(baseline(source), scored)
-                with console.status(f"{name} baseline at {key} px"):
-                    scores = fid_kid(made, line_domain, resolve_device(device))
-                rows[name] = {"img_size": size, "score_size": scored, "fid": scores["fid"], "kid": scores["kid"],
-                              "kid_std": scores["kid_std"], **paired_scores(made, targets)}
-            identity[key] = rows
+            identity[key] = baseline_rows(_decoded(data, rel_a, size), line_domain, targets, size, scored, device,
+                                          console)
     result["identity"] = identity
     return result
 
