@@ -169,11 +169,12 @@ def _start_run(source: str | Path, preset: str | None, options: dict[str, Any],
     cfg = resolve("discover", preset, defaults={**(plan or {}), **domain_defaults(options)}, **options)
     if uses_pretrained_trunk(cfg) and not cfg["backbone_size"]:
         cfg["backbone_size"] = 128 if resolve_device(cfg["device"]).type == "cuda" else 64
-    if plan is not None and run_domains(cfg) == STYLE and not options.get("backbone_size"):
-        cfg["backbone_size"] = style_trunk_size(cfg["backbone_size"], median_side(scan.root, scan.files))
-    if plan is not None and run_domains(cfg) == STYLE and options.get("img_size") is None:
-        # the plan's style decode: at the size the trunk reads, within --img-size's range
-        cfg["img_size"] = max(32, min(256, cfg["backbone_size"]))
+    if plan is not None and run_domains(cfg) == STYLE:
+        if not options.get("backbone_size"):
+            cfg["backbone_size"] = style_trunk_size(cfg["backbone_size"], median_side(scan.root, scan.files))
+        if options.get("img_size") is None:
+            # the plan's style decode: at the size the trunk reads, within --img-size's range
+            cfg["img_size"] = max(32, min(256, cfg["backbone_size"]))
     if cfg["k"] == AUTO and not uses_pretrained_trunk(cfg):
         if options.get("k") is not None:  # asked for; auto only by default falls back to SCRATCH_K
             raise UserError(f"-k auto chooses K on a pretrained trunk's features; --backbone {cfg['backbone']} is "

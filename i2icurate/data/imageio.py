@@ -169,9 +169,8 @@ def median_side(root: str | Path, files: list[str], sample: int = 256) -> int | 
     decode, which records them as skipped."""
     if not files:
         return None
-    picks = sorted({round(i) for i in np.linspace(0, len(files) - 1, min(sample, len(files)))})
     sides = []
-    for i in picks:
+    for i in np.unique(np.linspace(0, len(files) - 1, min(sample, len(files))).round().astype(int)):
         try:
             with _open_unchecked(Path(root) / files[i]) as img:  # the header only, with no pixel-count warning
                 sides.append(min(img.size))
