@@ -73,9 +73,10 @@ from i2icurate.threads import apply_threads, choose_threads, requested_threads
 META_KEYS = ("command", "source", "preset", "version", "created", "resumed", "lineage", "k_auto")
 # Options that fix the networks' shapes: a run started --from another one reuses them unless given explicitly.
 ARCHITECTURE = ("k", "img_size", "style_dim", "e_width", "g_width", "d_width", "d_max_width", "mlp_width", "backbone",
-                "backbone_size", "heads", "pca_dim", "style_weight", "domains", "crop_weight")
+                "backbone_size", "heads", "pca_dim", "style_weight", "domains", "crop_weight",
+                "content_centring")
 # what a run made before an option existed used
-BEFORE_OPTION = {"backbone": SCRATCH, "domains": CONTENT}
+BEFORE_OPTION = {"backbone": SCRATCH, "domains": CONTENT, "content_centring": 0.0}
 
 
 def default_workers(workers: int) -> int:

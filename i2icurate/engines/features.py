@@ -64,12 +64,13 @@ def compute_features(
             # since what a picture shows does not change when it is mirrored
             layout = trunk.layout(x) if hasattr(trunk, "layout") else None
             for view, batch in enumerate((x, x.flip(-1))):
-                if crops is not None and view == 0:
-                    c, s, per_crop = trunk.with_crops(batch)
-                    crops.add(per_crop.flatten(0, 1))
-                else:
+                if layout is None:
                     c, s = trunk(batch)
-                content[view, start:stop] = (c if layout is None else layout).float().cpu().numpy()
+                else:
+                    c, (s, per_crop) = layout, trunk.with_crops(batch)
+                    if crops is not None and view == 0:
+                        crops.add(per_crop.flatten(0, 1))
+                content[view, start:stop] = c.float().cpu().numpy()
                 style[view, start:stop] = s.float().cpu().numpy()
         if progress is not None:
             progress(stop, n) if done < len(spans) else progress(n, n)

@@ -5,11 +5,10 @@ Its style output holds three blocks side by side: the backbone's per-stage chann
 texture style-transfer methods match, Gatys et al. 2016) and the rendering statistics of the image itself
 (models/backbones/rendering.py), followed by the mean of the same statistics over `len(CROP_OFFSETS)² - 1` crops of
 the image (`crop_statistics`): the guiding network reads how those statistics agree between crops of one image, which
-is the rendering, apart from where they vary with what each crop shows. Its content output is the backbone's pooled
-features, as for `--domains content`.
-`layout` is what the feature cache keeps in the content slot instead: the pooled features of the image's edge map,
-what it shows with little of how it is drawn (the heads' content-independence term groups images by it; on the
-style sets of bench/style_sets.py its groups know the picture far better than the style, bench/RESULTS.md).
+is the rendering, apart from where they vary with what each crop shows. Its content output is its `layout`: the
+pooled features of the image's edge map, what it shows with little of how it is drawn (the heads' content-independence
+term and the descriptor's content centring group images by it; on the style sets of bench/style_sets.py its groups
+know the picture far better than the style, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -60,8 +59,8 @@ def image_crops(x: Tensor) -> list[Tensor]:
 
 
 class StyleTrunk(nn.Module):
-    """`forward(x)` gives (pooled content, [statistics | their mean over the image's crops]), where the statistics
-    are [per-stage statistics | Gram statistics | rendering statistics] (`statistics_dim` columns)."""
+    """`forward(x)` gives (layout, [statistics | their mean over the image's crops]), where the statistics are
+    [per-stage statistics | Gram statistics | rendering statistics] (`statistics_dim` columns)."""
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
@@ -87,15 +86,15 @@ class StyleTrunk(nn.Module):
         """(B, crops, statistics_dim): the statistics of each of `image_crops(x)`."""
         return torch.stack([self._statistics(crop)[1] for crop in image_crops(x)], 1)
 
-    def with_crops(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """`forward`'s (content, style) and the `crop_statistics` its style averages."""
-        content, whole = self._statistics(x)
+    def with_crops(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """`forward`'s style and the `crop_statistics` it averages."""
+        whole = self._statistics(x)[1]
         crops = self.crop_statistics(x)
-        return content, torch.cat([whole, crops.mean(1)], 1), crops
+        return torch.cat([whole, crops.mean(1)], 1), crops
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(content (B, content_dim), style (B, style_dim)) of images in [-1, 1] at the size the run decoded."""
-        return self.with_crops(x)[:2]
+        """(layout (B, content_dim), style (B, style_dim)) of images in [-1, 1] at the size the run decoded."""
+        return self.layout(x), self.with_crops(x)[0]
 
     def layout(self, x: Tensor) -> Tensor:
         """(B, content_dim) pooled backbone features of the edge maps of images in [-1, 1], the edges taken at the

@@ -14,7 +14,12 @@ descriptor, fitted to the folder:
    axes; there, the principal axes of the images' crop means are the directions along which images differ most
    against how much the crops of one image differ (linear discriminant analysis with every image a class). A glyph's
    crops show different strokes of one typeface, a photo's crops different things in one rendering: what they share
-   is mostly the style.
+   is mostly the style;
+5. with `content_centring` w > 0: minus w times the mean descriptor of the image's layout group, L2-normalised again.
+   The layout groups are `LAYOUT_GROUPS` k-means groups of the trunk's `layout` features (pooled features of the edge
+   map), so they gather the same letter, scene or emoji across the folder's styles; taking out the group's mean takes
+   out what the picture adds to the style statistics (a diagonal-stroked A or V of an oblique face otherwise sits
+   beside the upright serif's), and leaves how this image differs from the same picture in the other styles.
 The pooled content features are not read. Measured on the style-domain sets of bench/style_sets.py, these features
 separate typefaces, renderings and colour from line-art where the content descriptor groups by letter, scene or
 emoji (bench/RESULTS.md, "Style domains"); on content sets they do worse, hence a choice rather than a default.
@@ -44,6 +49,13 @@ CROP_DIM = 16  # discriminant axes in the descriptor
 # images whose crops the whitening is fitted on, at most (8 crops each; 512 of the 1,440 photo renderings left their
 # run at 0.769 against 0.893 with all of them, bench/RESULTS.md, session 26)
 CROP_FIT_IMAGES = 4096
+# k-means groups of the layout features whose mean descriptor `content_centring` takes out, and the principal axes
+# they are found on (as the heads' content groups, engines/heads.py). k-means with K = the styles on the descriptors of
+# session 28's seed-0 runs, each group's mean taken out in full: 8 / 12 / 16 / 24 groups gave four typefaces 0.899 /
+# 0.929 / 0.932 / 0.916, two typefaces 0.975 / 0.968 / 0.956 / 0.895, the photo renderings 0.835 / 0.822 / 0.828 /
+# 0.861, where the same k-means without the centring gave 0.631, 0.733 and 0.615 (bench/RESULTS.md, session 29).
+LAYOUT_GROUPS = 16
+LAYOUT_DIM = 64
 
 
 def _whitening_scale(variances: np.ndarray) -> np.ndarray:
@@ -62,10 +74,11 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
     """Guiding network on a `StyleTrunk` around a frozen `Backbone`; same interface as `PretrainedGuidingNetwork`
     (`style_weight`, the content descriptor's balance of its two parts, is kept in the signature and not read)."""
 
-    OPTIONS = ("crop_weight",)
+    OPTIONS = ("crop_weight", "content_centring")
 
     def __init__(self, backbone: Backbone, k: int, style_dim: int, n_heads: int = 5, pca_dim: int = 64,
-                 style_weight: float = 1.0, hidden: int = 256, *, crop_weight: float) -> None:
+                 style_weight: float = 1.0, hidden: int = 256, *, crop_weight: float,
+                 content_centring: float = 0.0) -> None:
         trunk = StyleTrunk(backbone)
         super().__init__(trunk, k, style_dim, n_heads, pca_dim, style_weight, hidden)
         self.crop_weight = crop_weight
@@ -82,6 +95,12 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         self.register_buffer("crop_std", torch.ones(trunk.statistics_dim))
         self.register_buffer("crop_axes", torch.zeros(trunk.statistics_dim, CROP_DIM))
         self.register_buffer("crop_offset", torch.zeros(CROP_DIM))
+        self.content_centring = content_centring
+        if content_centring > 0:  # only then: a run made before the option loads its checkpoint as it was saved
+            layout_dim = min(LAYOUT_DIM, trunk.content_dim)
+            self.register_buffer("layout_axes", torch.zeros(trunk.content_dim, layout_dim))
+            self.register_buffer("layout_centroids", torch.zeros(LAYOUT_GROUPS, layout_dim))
+            self.register_buffer("group_means", torch.zeros(LAYOUT_GROUPS, self.feat_dim))
 
     def descriptor_width(self, pca_dim: int) -> int:
         """`pca_dim` columns of the image's statistics and CROP_DIM of what its crops agree on."""
@@ -121,6 +140,40 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         centre, axes, _ = principal_axes(joined, self.pca_dim)
         self.proj_mean.copy_(torch.from_numpy(centre))
         self.proj.zero_()[:, : axes.shape[1]] = torch.from_numpy(axes)  # a --pca-dim above the columns: zeros
+        if self.content_centring > 0:
+            self._fit_layout_groups(content, style)
+
+    def _fit_layout_groups(self, content: Tensor, style: Tensor) -> None:
+        """The layout groups (standardisation, principal axes and k-means centroids of the layout features in
+        `content`) and each group's mean uncentred descriptor."""
+        from sklearn.cluster import KMeans
+
+        x = content.double().cpu().numpy()
+        mean, std = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)
+        centre, axes, _ = principal_axes((x - mean) / std, self.layout_axes.shape[1])
+        # the standardisation and the centring folded into the projection: ((x - mean) / std - centre) @ axes
+        self.content_mean.copy_(torch.from_numpy(mean + centre * std))
+        self.content_std.copy_(torch.from_numpy(std))
+        self.layout_axes.zero_()[:, : axes.shape[1]] = torch.from_numpy(axes)
+        z = self._layout(content).double().cpu().numpy()
+        groups = min(LAYOUT_GROUPS, len(z))
+        found = KMeans(groups, n_init=3, random_state=0).fit(z)
+        # fewer images than groups: the spare centroids sit far away and take no image
+        self.layout_centroids.fill_(1e3)[:groups] = torch.from_numpy(found.cluster_centers_)
+        desc = self._uncentred(content, style)
+        labels = torch.from_numpy(found.labels_).to(desc.device)
+        sums = desc.new_zeros(self.group_means.shape).index_add_(0, labels, desc)
+        counts = torch.bincount(labels, minlength=LAYOUT_GROUPS).clamp_min(1)
+        self.group_means.copy_(sums / counts[:, None])
+
+    def _layout(self, content: Tensor) -> Tensor:
+        """Unit-length principal components of standardised layout features (B, layout dims)."""
+        return _l2(((content.float() - self.content_mean) / self.content_std) @ self.layout_axes)
+
+    def layout_groups(self, content: Tensor) -> Tensor:
+        """(B,) layout group of each row of layout features (the nearest centroid)."""
+        z = self._layout(content)
+        return (self.layout_centroids.pow(2).sum(1) - 2 * z @ self.layout_centroids.T).argmin(1)
 
     def _fit_crops(self, crop_moments: tuple[Tensor, Tensor], crop_means: np.ndarray) -> None:
         """The crop part from the (mean (D,), covariance (D, D)) of single crops' statistics and the folder's crop
@@ -146,7 +199,15 @@ class StyleGuidingNetwork(PretrainedGuidingNetwork):
         self.crop_offset.copy_(torch.from_numpy(offset))
 
     def describe(self, content: Tensor, style: Tensor) -> Tensor:
-        """The descriptor the heads read (B x feat_dim, unit length); `content` is not used."""
+        """The descriptor the heads read (B x feat_dim, unit length); `content`, the trunk's layout features, is
+        read only with `content_centring`."""
+        desc = self._uncentred(content, style)
+        if self.content_centring <= 0:
+            return desc
+        return _l2(desc - self.content_centring * self.group_means[self.layout_groups(content)])
+
+    def _uncentred(self, content: Tensor, style: Tensor) -> Tensor:
+        """The descriptor before `content_centring` (B x feat_dim, unit length)."""
         z = (style.float() - self.style_mean) / self.style_std
         *trunk_parts, rendering = self._split(z)
         whitened = [(_blockwise_l2(part, sizes) - getattr(self, f"{name}_mean")) @ getattr(self, f"{name}_axes")
