@@ -24,6 +24,7 @@ from i2icurate.config import TRANSLATE, reject_options_on_resume, resolve_table
 from i2icurate.data.augment import from_signed_u8
 from i2icurate.data.cache import build_cache, load_cache
 from i2icurate.data.domains import domain_paths, parse_cluster
+from i2icurate.data.imageio import spread_indices
 from i2icurate.data.scan import scan_folder
 from i2icurate.deps import require_metrics
 from i2icurate.engines.checkpoint import LAST, load_checkpoint
@@ -145,7 +146,7 @@ def _start(from_: str, to: str, run: str | None, model: str, input_dir: str | No
 def grid_rows(n: int) -> np.ndarray:
     """The indices of the images `grid.png` shows: GRID_ROWS spread over all n (the paths are sorted, so the first
     few would all come from one subfolder)."""
-    return np.unique(np.linspace(0, n - 1, min(GRID_ROWS, n)).round().astype(int))
+    return spread_indices(n, GRID_ROWS)
 
 
 def _write_outputs(translator: Any, images: np.ndarray, rel_paths: list[str], out_dir: Path, device: torch.device,

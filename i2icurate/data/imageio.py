@@ -163,6 +163,11 @@ def is_image_name(name: str | Path) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def spread_indices(n: int, k: int) -> np.ndarray:
+    """Up to `k` sorted, distinct indices spread evenly over range(n), the first and last included (rounded)."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
 def median_side(root: str | Path, files: list[str], sample: int = 256) -> int | None:
     """The median shorter side, in pixels, of up to `sample` of `files` (relative to `root`, spread evenly over the
     list), read from the image headers alone; None where none could be read. Unreadable files are left to the
@@ -170,7 +175,7 @@ def median_side(root: str | Path, files: list[str], sample: int = 256) -> int | 
     if not files:
         return None
     sides = []
-    for i in np.unique(np.linspace(0, len(files) - 1, min(sample, len(files))).round().astype(int)):
+    for i in spread_indices(len(files), sample):
         try:
             with _open_unchecked(Path(root) / files[i]) as img:  # the header only, with no pixel-count warning
                 sides.append(min(img.size))
